@@ -1,0 +1,1 @@
+"""JSUG member assistant: FAQ matching and self-service for members of JSUG."""

@@ -1,0 +1,1 @@
+"""The channels members reach the assistant through."""

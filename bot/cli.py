@@ -1,0 +1,143 @@
+"""The ``jsug-bot`` command: each sub-command parses its arguments and calls one function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from pydantic import ValidationError
+
+from bot.faq.corpus import FAQ_FILE, LINKS_FILE, CorpusError, load_faq_yaml, load_links
+from bot.faq.evaluate import evaluate, load_cases
+from bot.faq.index import FaqIndex, open_index
+from bot.faq.matcher import match
+from bot.faq.page_import import dump_yaml, merge, parse_page
+from bot.faq.validate import validate
+from bot.settings import Settings
+
+
+class CommandError(Exception):
+    """A problem the operator can fix; printed without a traceback."""
+
+
+def _print_json(data: object) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=None))
+
+
+def _index(settings: Settings, faq: Path | None) -> FaqIndex:
+    return open_index(settings, faq)
+
+
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.channels.terminal import render_result
+
+    index = _index(settings, args.faq)
+    result = match(index, args.text)
+    if args.json:
+        _print_json(result.as_dict())
+    else:
+        print(render_result(index, result))
+        if args.explain:
+            print(json.dumps(result.as_dict(), ensure_ascii=False, indent=2))
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.channels.terminal import run_chat
+
+    run_chat(_index(settings, args.faq))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    index = _index(settings, args.faq)
+    cases = load_cases(args.file, {entry.id for entry in index.corpus.entries})
+    report = evaluate(index, cases)
+    if args.json:
+        _print_json(report)
+    else:
+        for key, value in report["metrics"].items():  # type: ignore[union-attr]
+            print(f"{key:32} {value}")
+    return 0
+
+
+def cmd_faq_validate(args: argparse.Namespace, settings: Settings) -> int:
+    source = args.path or settings.faq_dir
+    corpus = validate(source, settings.faq_dir)
+    print(f"{corpus.source}: {len(corpus.entries)} entries, {len(corpus.links)} links: OK")
+    return 0
+
+
+def cmd_faq_import(args: argparse.Namespace, settings: Settings) -> int:
+    faq_path = settings.faq_dir / FAQ_FILE
+    output = args.output or faq_path
+    try:
+        page = args.page.read_text(encoding="utf-8-sig")
+    except (FileNotFoundError, UnicodeDecodeError) as exc:
+        raise CommandError(f"{args.page}: cannot read the page ({exc})") from None
+    existing = load_faq_yaml(faq_path) if faq_path.exists() else []
+    links_path = settings.faq_dir / LINKS_FILE
+    links = load_links(links_path) if links_path.exists() else {}
+    report = merge(parse_page(page, args.page), existing, links)
+    output.write_text(dump_yaml(report.entries), encoding="utf-8")
+    print(f"{output}: {len(report.entries)} entries written")
+    print(f"  kept (id and alternates unchanged): {len(report.kept)}")
+    for label, ids in (("added, to complete", report.added), ("no longer on the page, dropped", report.removed)):
+        if ids:
+            print(f"  {label}: {', '.join(ids)}")
+    for item in report.unlinked:
+        print(f"  link word left plain, link it by hand: {item}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jsug-bot", description="JSUG member assistant")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ask = sub.add_parser("ask", help="answer one question")
+    ask.add_argument("text")
+    ask.add_argument("--json", action="store_true", help="print the decision and its explanation as JSON")
+    ask.add_argument("--explain", action="store_true", help="show candidates, scores and matched terms")
+    ask.add_argument("--faq", type=Path, help="corpus folder, faq.yaml or .jsonl (default: faq_data/)")
+    ask.set_defaults(run=cmd_ask)
+
+    chat = sub.add_parser("chat", help="chat in the terminal")
+    chat.add_argument("--faq", type=Path)
+    chat.set_defaults(run=cmd_chat)
+
+    ev = sub.add_parser("eval", help="measure the matcher on a JSON Lines file of questions")
+    ev.add_argument("file", type=Path)
+    ev.add_argument("--faq", type=Path)
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(run=cmd_eval)
+
+    faq = sub.add_parser("faq", help="manage the FAQ corpus").add_subparsers(dest="faq_command", required=True)
+    imp = faq.add_parser("import", help="refresh faq.yaml from the FAQ page's text")
+    imp.add_argument("page", type=Path)
+    imp.add_argument("--output", type=Path, help="write here instead of faq_data/faq.yaml")
+    imp.set_defaults(run=cmd_faq_import)
+    val = faq.add_parser("validate", help="check the corpus")
+    val.add_argument("path", type=Path, nargs="?", help="corpus folder or file (default: faq_data/)")
+    val.set_defaults(run=cmd_faq_validate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"jsug-bot: invalid settings in the environment:\n{exc}", file=sys.stderr)
+        return 2
+    try:
+        return int(args.run(args, settings))
+    except (CorpusError, CommandError) as exc:
+        print(f"jsug-bot: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        return 130

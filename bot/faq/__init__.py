@@ -1,0 +1,1 @@
+"""The FAQ engine: corpus, index and matcher."""

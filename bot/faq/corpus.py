@@ -1,0 +1,233 @@
+"""The FAQ corpus: entries, their links and the dictionaries, loaded and checked.
+
+Two formats load into the same ``Corpus``: the project's own folder (``faq.yaml``,
+``links.yaml``, ``synonyms.yaml``, ``fillers.yaml``, edited by the secretariat) and a JSON Lines
+file of plain entries, so the engine runs on any FAQ set. Every problem is reported as a
+``CorpusError`` naming the file, the entry and what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bot.text.normalize import Lexicon
+
+FAQ_FILE = "faq.yaml"
+LINKS_FILE = "links.yaml"
+SYNONYMS_FILE = "synonyms.yaml"
+FILLERS_FILE = "fillers.yaml"
+
+# Self-service actions an entry may offer; the handlers behind them come with the dialogue engine.
+KNOWN_ACTIONS = frozenset({"password_reset", "newsletter_optout", "withdrawal_request", "secretariat_request"})
+LINK_MARKUP = re.compile(r"\[([^\[\]]+)\]\(([^()\s]+)\)")
+_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$", re.IGNORECASE)
+
+
+class CorpusError(ValueError):
+    """A corpus file that cannot be used, with where and why."""
+
+    def __init__(self, path: Path | str, problem: str, entry: str | None = None) -> None:
+        self.path = str(path)
+        self.entry = entry
+        self.problem = problem
+        where = f"{self.path}: entry {entry}" if entry else self.path
+        super().__init__(f"{where}: {problem}")
+
+
+@dataclass(frozen=True)
+class Link:
+    key: str
+    label: str
+    url: str
+
+
+@dataclass(frozen=True)
+class FaqEntry:
+    """One question and answer. ``answer`` may hold link markup ``[label](link-key)``."""
+
+    id: str
+    question: str
+    answer: str
+    category: str = ""
+    alternates: tuple[str, ...] = ()
+    action: str | None = None
+
+    def link_keys(self) -> list[str]:
+        return [key for _, key in LINK_MARKUP.findall(self.answer)]
+
+
+@dataclass(frozen=True)
+class Corpus:
+    entries: tuple[FaqEntry, ...]
+    links: dict[str, Link] = field(default_factory=dict)
+    lexicon: Lexicon = field(default_factory=Lexicon)
+    source: str = ""
+
+    def get(self, faq_id: str) -> FaqEntry | None:
+        return next((e for e in self.entries if e.id == faq_id), None)
+
+    def render_answer(self, entry: FaqEntry) -> tuple[str, list[Link]]:
+        """The answer as a member reads it, and the links its link words stand for."""
+        links: list[Link] = []
+
+        def replace(match: re.Match[str]) -> str:
+            link = self.links.get(match.group(2))
+            if link is None:
+                return match.group(0)
+            links.append(Link(link.key, match.group(1), link.url))
+            return match.group(1)
+
+        return LINK_MARKUP.sub(replace, entry.answer), links
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise CorpusError(path, "file not found") from None
+    except UnicodeDecodeError as exc:
+        raise CorpusError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise CorpusError(path, f"bad YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+
+
+def _text(raw: dict[str, Any], key: str, path: Path, entry: str, required: bool = True) -> str:
+    value = raw.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise CorpusError(path, f"missing field '{key}'", entry)
+        return ""
+    if not isinstance(value, str):
+        raise CorpusError(path, f"field '{key}' must be text, not {type(value).__name__}", entry)
+    return value.strip()
+
+
+def _alternates(raw: dict[str, Any], path: Path, entry: str) -> tuple[str, ...]:
+    value = raw.get("alternates") or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise CorpusError(path, "field 'alternates' must be a list of texts", entry)
+    return tuple(v.strip() for v in value if v.strip())
+
+
+def parse_entry(raw: Any, path: Path, where: str) -> FaqEntry:
+    """One entry from a YAML mapping or a JSON object; ``where`` says which one for errors."""
+    if not isinstance(raw, dict):
+        raise CorpusError(path, f"must be a mapping with id, question and answer, not {type(raw).__name__}", where)
+    faq_id = raw.get("id")
+    if isinstance(faq_id, int):
+        faq_id = str(faq_id)
+    if not isinstance(faq_id, str) or not faq_id.strip():
+        raise CorpusError(path, "missing field 'id'", where)
+    faq_id = faq_id.strip()
+    label = f"'{faq_id}' ({where})"
+    if not _ID.match(faq_id):
+        raise CorpusError(path, "id may hold only letters, digits, '-', '_' and '.'", label)
+    action = raw.get("action")
+    if action is not None and not isinstance(action, str):
+        raise CorpusError(path, "field 'action' must be text", label)
+    return FaqEntry(
+        id=faq_id,
+        question=_text(raw, "question", path, label),
+        answer=_text(raw, "answer", path, label),
+        category=_text(raw, "category", path, label, required=False),
+        alternates=_alternates(raw, path, label),
+        action=action or None,
+    )
+
+
+def _check_unique(entries: list[FaqEntry], path: Path) -> None:
+    seen: set[str] = set()
+    for entry in entries:
+        if entry.id in seen:
+            raise CorpusError(path, "duplicate id", f"'{entry.id}'")
+        seen.add(entry.id)
+    if not entries:
+        raise CorpusError(path, "holds no entries")
+
+
+def load_links(path: Path) -> dict[str, Link]:
+    raw = read_yaml(path) or {}
+    if not isinstance(raw, dict):
+        raise CorpusError(path, "must map link keys to {label, url}")
+    links: dict[str, Link] = {}
+    for key, value in raw.items():
+        if not isinstance(value, dict) or not isinstance(value.get("url"), str):
+            raise CorpusError(path, "needs a 'url'", f"'{key}'")
+        url = value["url"].strip()
+        if not url.startswith(("https://", "http://", "mailto:")):
+            raise CorpusError(path, f"url '{url}' must start with https://, http:// or mailto:", f"'{key}'")
+        links[str(key)] = Link(str(key), str(value.get("label") or key), url)
+    return links
+
+
+def load_lexicon(faq_dir: Path) -> Lexicon:
+    synonyms_path, fillers_path = faq_dir / SYNONYMS_FILE, faq_dir / FILLERS_FILE
+    groups = read_yaml(synonyms_path) if synonyms_path.exists() else {}
+    fillers = read_yaml(fillers_path) if fillers_path.exists() else []
+    groups = groups or {}
+    fillers = fillers or []
+    if not isinstance(groups, dict):
+        raise CorpusError(synonyms_path, "must map each canonical term to a list of variants")
+    for canonical, variants in groups.items():
+        if not isinstance(variants, list) or not all(isinstance(v, (str, int)) for v in variants):
+            raise CorpusError(synonyms_path, "variants must be a list of texts", f"'{canonical}'")
+    if not isinstance(fillers, list) or not all(isinstance(f, str) for f in fillers):
+        raise CorpusError(fillers_path, "must be a list of phrases")
+    return Lexicon.from_groups({str(k): [str(v) for v in vs] for k, vs in groups.items()}, fillers)
+
+
+def load_faq_yaml(path: Path) -> list[FaqEntry]:
+    raw = read_yaml(path)
+    items = raw.get("entries") if isinstance(raw, dict) else raw
+    if not isinstance(items, list):
+        raise CorpusError(path, "must hold a list 'entries'")
+    entries = [parse_entry(item, path, f"#{n}") for n, item in enumerate(items, start=1)]
+    _check_unique(entries, path)
+    return entries
+
+
+def load_jsonl(path: Path) -> list[FaqEntry]:
+    entries: list[FaqEntry] = []
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except FileNotFoundError:
+        raise CorpusError(path, "file not found") from None
+    except UnicodeDecodeError as exc:
+        raise CorpusError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise CorpusError(path, f"bad JSON: {exc.msg}", f"on line {number}") from None
+        entries.append(parse_entry(raw, path, f"line {number}"))
+    _check_unique(entries, path)
+    return entries
+
+
+def load_corpus(source: Path, lexicon_dir: Path) -> Corpus:
+    """Load a corpus folder, a ``faq.yaml`` file or a ``.jsonl`` file.
+
+    A JSON Lines corpus has no links of its own; it borrows the dictionaries of ``lexicon_dir``.
+    """
+    if source.is_dir():
+        links_path = source / LINKS_FILE
+        links = load_links(links_path) if links_path.exists() else {}
+        return Corpus(tuple(load_faq_yaml(source / FAQ_FILE)), links, load_lexicon(source), str(source))
+    lexicon = load_lexicon(lexicon_dir) if lexicon_dir.is_dir() else Lexicon()
+    if source.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+        return Corpus(tuple(load_jsonl(source)), {}, lexicon, str(source))
+    links_path = source.parent / LINKS_FILE
+    links = load_links(links_path) if links_path.exists() else {}
+    return Corpus(tuple(load_faq_yaml(source)), links, lexicon, str(source))

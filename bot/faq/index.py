@@ -1,0 +1,203 @@
+"""The search index of a corpus: three TF-IDF views of every phrasing, built once at start-up.
+
+Views (each a scikit-learn ``TfidfVectorizer``):
+- ``chars``: character 2–3-grams of the folded text — robust to typos and to words the analyser
+  splits differently;
+- ``words``: Sudachi's normalised content words — robust to inflection and spelling variants;
+- ``reading``: character 2–3-grams of the kana reading — robust to misconverted kanji, kana-only
+  and romaji input.
+
+Each FAQ is indexed through its question and team-written alternates (one row each, the best row
+wins) and, with less weight, its answer. Inverse document frequencies are counted per FAQ, not per
+row, so an entry with many alternates does not make its own words look common.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import numpy as np
+from scipy import sparse
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from bot.faq.corpus import Corpus, FaqEntry, load_corpus
+from bot.settings import MatcherSettings
+from bot.text.normalize import Normalizer, Normalized
+from bot.text.tokens import Analysis, Analyzer
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
+
+FIELDS = ("chars", "words", "reading")
+
+
+def _identity(tokens: Sequence[str]) -> Sequence[str]:
+    return tokens
+
+
+@dataclass(frozen=True)
+class Document:
+    """One text in every form the index compares."""
+
+    normalized: Normalized
+    analysis: Analysis
+
+    def field(self, name: str) -> str | tuple[str, ...]:
+        if name == "chars":
+            return self.normalized.chars
+        if name == "words":
+            return self.analysis.words
+        return self.analysis.reading
+
+
+class FieldSpace:
+    """One TF-IDF view; vectorises queries with their unseen terms counted in the norm.
+
+    scikit-learn drops terms it has not seen, so '天気 パスワード' would look exactly like
+    'パスワード'. Here every unseen term weighs as much as the rarest known one, which pulls the
+    similarity of off-topic text down instead of ignoring the off-topic part.
+    """
+
+    def __init__(self, name: str, vectorizer: TfidfVectorizer) -> None:
+        self.name = name
+        self.vectorizer = vectorizer
+        self.analyze: Callable[[object], list[str]] = vectorizer.build_analyzer()
+        self.vocabulary: dict[str, int] = vectorizer.vocabulary_
+        self.idf: np.ndarray = vectorizer.idf_
+        self.unseen_idf = float(self.idf.max()) if len(self.idf) else 1.0
+
+    def query_vector(self, value: str | tuple[str, ...]) -> sparse.csr_matrix:
+        counts = Counter(self.analyze(value))
+        columns: list[int] = []
+        weights: list[float] = []
+        unseen = 0.0
+        for term, count in counts.items():
+            weight = 1.0 + math.log(count)
+            column = self.vocabulary.get(term)
+            if column is None:
+                unseen += (weight * self.unseen_idf) ** 2
+            else:
+                columns.append(column)
+                weights.append(weight * float(self.idf[column]))
+        values = np.asarray(weights)
+        norm = math.sqrt(float(values @ values) + unseen) if counts else 0.0
+        if norm:
+            values = values / norm
+        return sparse.csr_matrix(
+            (values, (np.zeros(len(columns), dtype=np.int32), np.asarray(columns, dtype=np.int32))),
+            shape=(1, len(self.vocabulary)),
+        )
+
+
+@dataclass
+class FaqIndex:
+    """Everything the matcher needs, immutable after ``build_index``."""
+
+    corpus: Corpus
+    settings: MatcherSettings
+    normalizer: Normalizer
+    analyzer: Analyzer
+    spaces: dict[str, FieldSpace]
+    variant_rows: dict[str, sparse.csr_matrix]
+    answer_rows: dict[str, sparse.csr_matrix]
+    variant_faq: np.ndarray
+    variant_starts: np.ndarray
+    variants: list[Document]
+    variant_texts: list[str]
+    entry_words: list[frozenset[str]]
+
+    @property
+    def size(self) -> int:
+        return len(self.corpus.entries)
+
+    def document(self, text: str) -> Document:
+        normalized = self.normalizer.normalize(text, self.settings.max_query_chars)
+        return Document(normalized, self.analyzer.analyze(normalized.text))
+
+
+def _known_ascii(entries: Sequence[FaqEntry]) -> frozenset[str]:
+    """English words and abbreviations the corpus uses, which must never be read as romaji."""
+    words: set[str] = set()
+    for entry in entries:
+        for text in (entry.question, entry.answer, *entry.alternates):
+            words.update(re.findall(r"[a-z][a-z'\-]*", text.lower()))
+    return frozenset(words)
+
+
+def build_index(corpus: Corpus, settings: MatcherSettings, analyzer: Analyzer | None = None) -> FaqIndex:
+    analyzer = analyzer or Analyzer()
+    normalizer = Normalizer(corpus.lexicon, _known_ascii(corpus.entries))
+
+    def document(text: str) -> Document:
+        normalized = normalizer.normalize(text)
+        return Document(normalized, analyzer.analyze(normalized.text))
+
+    variants: list[Document] = []
+    variant_texts: list[str] = []
+    variant_faq: list[int] = []
+    answers: list[Document] = []
+    for number, entry in enumerate(corpus.entries):
+        for text in (entry.question, *entry.alternates):
+            variants.append(document(text))
+            variant_texts.append(text)
+            variant_faq.append(number)
+        answers.append(document(corpus.render_answer(entry)[0]))
+
+    spaces: dict[str, FieldSpace] = {}
+    variant_rows: dict[str, sparse.csr_matrix] = {}
+    answer_rows: dict[str, sparse.csr_matrix] = {}
+    faq_of = np.asarray(variant_faq)
+    for name in FIELDS:
+        vectorizer = _vectorizer(name)
+        vectorizer.fit(_per_entry_documents(name, variants, faq_of, answers))
+        spaces[name] = FieldSpace(name, vectorizer)
+        variant_rows[name] = vectorizer.transform([d.field(name) for d in variants]).tocsr()
+        answer_rows[name] = vectorizer.transform([d.field(name) for d in answers]).tocsr()
+
+    entry_words = [set(a.analysis.words) for a in answers]
+    for doc, number in zip(variants, variant_faq):
+        entry_words[number].update(doc.analysis.words)
+    starts = np.flatnonzero(np.r_[True, faq_of[1:] != faq_of[:-1]])
+    return FaqIndex(
+        corpus=corpus,
+        settings=settings,
+        normalizer=normalizer,
+        analyzer=analyzer,
+        spaces=spaces,
+        variant_rows=variant_rows,
+        answer_rows=answer_rows,
+        variant_faq=faq_of,
+        variant_starts=starts,
+        variants=variants,
+        variant_texts=variant_texts,
+        entry_words=[frozenset(w) for w in entry_words],
+    )
+
+
+def _vectorizer(name: str) -> TfidfVectorizer:
+    if name == "words":
+        return TfidfVectorizer(analyzer=_identity, sublinear_tf=True, dtype=np.float32)
+    return TfidfVectorizer(analyzer="char", ngram_range=(2, 3), sublinear_tf=True, lowercase=False, dtype=np.float32)
+
+
+def _per_entry_documents(
+    name: str, variants: list[Document], faq_of: np.ndarray, answers: list[Document]
+) -> list[str | tuple[str, ...]]:
+    """One document per FAQ (all its phrasings and its answer), for document frequencies."""
+    parts: list[list[str | tuple[str, ...]]] = [[a.field(name)] for a in answers]
+    for doc, number in zip(variants, faq_of):
+        parts[int(number)].append(doc.field(name))
+    if name == "words":
+        return [tuple(word for part in group for word in part) for group in parts]
+    return ["\n".join(str(part) for part in group) for group in parts]
+
+
+def open_index(settings: "Settings", source: Path | None = None) -> FaqIndex:
+    """The index of ``source`` (a corpus folder, faq.yaml or .jsonl), by default the configured corpus."""
+    corpus = load_corpus(source or settings.faq_dir, settings.faq_dir)
+    return build_index(corpus, settings.matcher)

@@ -1,0 +1,186 @@
+"""Score a member's question against the index and decide: answer, suggest or fall back.
+
+The matcher is a pure function of (index, text): no database, no settings lookups at call time.
+The decision uses the best candidate's own score *and* its margin over the runner-up, because two
+close FAQs mean "もしかして…", not a coin toss between them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+from rapidfuzz import fuzz
+from rapidfuzz.process import cdist
+
+from bot.faq.index import FIELDS, Document, FaqIndex
+
+
+class Outcome(str, Enum):
+    ANSWER = "answer"
+    SUGGEST = "suggest"
+    FALLBACK = "fallback"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One FAQ's score, with the parts it was fused from, so a person can see why."""
+
+    faq_id: str
+    score: float
+    parts: dict[str, float]
+    best_phrasing: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "faq_id": self.faq_id,
+            "score": round(self.score, 4),
+            "parts": {k: round(v, 4) for k, v in self.parts.items()},
+            "best_phrasing": self.best_phrasing,
+        }
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    outcome: Outcome
+    faq_id: str | None
+    score: float
+    suggestions: list[str]
+    candidates: list[Candidate]
+    matched_terms: list[str]
+    synonyms_applied: list[tuple[str, str]] = field(default_factory=list)
+    fillers_removed: list[str] = field(default_factory=list)
+    normalized: str = ""
+    truncated: bool = False
+
+    @property
+    def ranked(self) -> list[str]:
+        return [c.faq_id for c in self.candidates]
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "outcome": self.outcome.value,
+            "faq_id": self.faq_id,
+            "score": round(self.score, 4),
+            "suggestions": self.suggestions,
+            "matched_terms": self.matched_terms,
+            "synonyms_applied": [{"from": a, "to": b} for a, b in self.synonyms_applied],
+            "fillers_removed": self.fillers_removed,
+            "normalized": self.normalized,
+            "truncated": self.truncated,
+            "candidates": [c.as_dict() for c in self.candidates],
+        }
+
+
+def _field_similarities(index: FaqIndex, query: Document) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    per_variant: dict[str, np.ndarray] = {}
+    per_answer: dict[str, np.ndarray] = {}
+    for name in FIELDS:
+        vector = index.spaces[name].query_vector(query.field(name)).T
+        per_variant[name] = np.asarray((index.variant_rows[name] @ vector).todense()).ravel()
+        per_answer[name] = np.asarray((index.answer_rows[name] @ vector).todense()).ravel()
+    return per_variant, per_answer
+
+
+def _fuse(parts: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+    total = sum(weights.values())
+    return sum(weights[name] * parts[name] for name in FIELDS) / total
+
+
+def _fuzzy(index: FaqIndex, query: Document, rows: np.ndarray) -> np.ndarray:
+    """Edit-distance similarity of short queries to the phrasings in ``rows`` (typos, dropped kana)."""
+    settings = index.settings
+    scores = np.zeros(len(rows), dtype=np.float32)
+    if not (2 <= len(query.normalized.chars) <= settings.fuzzy_max_length) or not len(rows):
+        return scores
+    chars = [index.variants[int(r)].normalized.chars for r in rows]
+    readings = [index.variants[int(r)].analysis.reading for r in rows]
+    by_chars = cdist([query.normalized.chars], chars, scorer=fuzz.ratio, dtype=np.float32)[0]
+    by_reading = cdist([query.analysis.reading], readings, scorer=fuzz.ratio, dtype=np.float32)[0]
+    scores = np.maximum(by_chars, by_reading) / 100.0
+    return np.where(scores >= settings.fuzzy_floor, scores, 0.0)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Every score of one query: per FAQ (``total``) and per phrasing row, by field."""
+
+    total: np.ndarray
+    by_row: np.ndarray
+    row_parts: dict[str, np.ndarray]
+    answer: np.ndarray
+
+    def best_row(self, index: FaqIndex, faq: int) -> int:
+        start = int(index.variant_starts[faq])
+        end = int(index.variant_starts[faq + 1]) if faq + 1 < len(index.variant_starts) else len(self.by_row)
+        return start + int(np.argmax(self.by_row[start:end]))
+
+
+def score_all(index: FaqIndex, query: Document) -> Scores:
+    s = index.settings
+    weights = {"chars": s.weight_chars, "words": s.weight_words, "reading": s.weight_reading}
+    per_variant, per_answer = _field_similarities(index, query)
+    variant_score = _fuse(per_variant, weights)
+    answer_score = _fuse(per_answer, weights)
+
+    best = np.maximum.reduceat(variant_score, index.variant_starts)
+    shortlist = np.argsort(-((1 - s.weight_answer) * best + s.weight_answer * answer_score))[: s.shortlist]
+    rows = np.flatnonzero(np.isin(index.variant_faq, shortlist))
+    fuzzy = np.zeros_like(variant_score)
+    fuzzy[rows] = _fuzzy(index, query, rows)
+    per_variant["fuzzy"] = fuzzy
+    variant_score = np.maximum(variant_score, fuzzy)
+
+    best = np.maximum.reduceat(variant_score, index.variant_starts)
+    total = (1 - s.weight_answer) * best + s.weight_answer * answer_score
+    return Scores(total, variant_score, per_variant, answer_score)
+
+
+def _top(values: np.ndarray, k: int) -> np.ndarray:
+    if len(values) > k:
+        head = np.argpartition(-values, k)[:k]
+        return head[np.argsort(-values[head], kind="stable")]
+    return np.argsort(-values, kind="stable")
+
+
+def _candidate(index: FaqIndex, scores: Scores, faq: int) -> Candidate:
+    row = scores.best_row(index, faq)
+    parts = {name: float(values[row]) for name, values in scores.row_parts.items()}
+    parts["answer"] = float(scores.answer[faq])
+    return Candidate(index.corpus.entries[faq].id, float(scores.total[faq]), parts, index.variant_texts[row])
+
+
+def match(index: FaqIndex, text: str) -> MatchResult:
+    """Rank the FAQ for ``text`` and decide what to do with the ranking."""
+    s = index.settings
+    truncated = len(text) > s.max_query_chars
+    query = index.document(text)
+    if not query.analysis.words and len(query.normalized.chars) < 2:
+        return MatchResult(Outcome.FALLBACK, None, 0.0, [], [], [], normalized=query.normalized.text, truncated=truncated)
+
+    scores = score_all(index, query)
+    order = _top(scores.total, 10)
+    candidates = [_candidate(index, scores, int(i)) for i in order]
+    top = candidates[0]
+    runner_up = candidates[1].score if len(candidates) > 1 else 0.0
+    if top.score >= s.answer_threshold and top.score - runner_up >= s.answer_margin:
+        outcome, faq_id, suggestions = Outcome.ANSWER, top.faq_id, []
+    elif top.score >= s.suggest_threshold:
+        outcome, faq_id = Outcome.SUGGEST, None
+        suggestions = [c.faq_id for c in candidates[: s.max_suggestions] if c.score >= s.suggest_threshold]
+    else:
+        outcome, faq_id, suggestions = Outcome.FALLBACK, None, []
+    matched = sorted(set(query.analysis.words) & index.entry_words[int(order[0])])
+    return MatchResult(
+        outcome=outcome,
+        faq_id=faq_id,
+        score=top.score,
+        suggestions=suggestions,
+        candidates=candidates,
+        matched_terms=matched,
+        synonyms_applied=list(query.normalized.synonyms_applied),
+        fillers_removed=list(query.normalized.fillers_removed),
+        normalized=query.normalized.text,
+        truncated=truncated,
+    )

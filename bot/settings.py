@@ -1,0 +1,55 @@
+"""One typed settings object, read from the environment (prefix ``JSUG_``) once and passed down.
+
+Nothing else in the package reads the environment, so a test or a second process can build
+its own ``Settings`` without touching global state.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class MatcherSettings(BaseModel):
+    """Thresholds and weights of the FAQ matcher.
+
+    The fused score is a weighted mean of similarities in [0, 1], so the thresholds keep
+    their meaning across corpora of different sizes.
+    """
+
+    answer_threshold: float = Field(0.50, ge=0.0, le=1.0)
+    suggest_threshold: float = Field(0.30, ge=0.0, le=1.0)
+    answer_margin: float = Field(0.08, ge=0.0, le=1.0)
+    max_suggestions: int = Field(3, ge=1, le=10)
+    weight_chars: float = Field(0.35, ge=0.0)
+    weight_words: float = Field(0.40, ge=0.0)
+    weight_reading: float = Field(0.25, ge=0.0)
+    weight_answer: float = Field(0.20, ge=0.0, le=1.0)
+    fuzzy_max_length: int = Field(12, ge=0)
+    fuzzy_floor: float = Field(0.80, ge=0.0, le=1.0)
+    shortlist: int = Field(50, ge=3)
+    max_query_chars: int = Field(2000, ge=10)
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> "MatcherSettings":
+        if self.suggest_threshold > self.answer_threshold:
+            raise ValueError(
+                f"suggest_threshold ({self.suggest_threshold}) must not exceed "
+                f"answer_threshold ({self.answer_threshold})"
+            )
+        if self.weight_chars + self.weight_words + self.weight_reading <= 0:
+            raise ValueError("at least one of weight_chars, weight_words, weight_reading must be positive")
+        return self
+
+
+class Settings(BaseSettings):
+    """Everything configurable, e.g. ``JSUG_FAQ_DIR`` or ``JSUG_MATCHER__ANSWER_THRESHOLD``."""
+
+    model_config = SettingsConfigDict(env_prefix="JSUG_", env_nested_delimiter="__", extra="ignore")
+
+    faq_dir: Path = REPO_ROOT / "faq_data"
+    matcher: MatcherSettings = MatcherSettings()

@@ -1,0 +1,1 @@
+"""Japanese text handling: normalisation and the morphological analyser."""

@@ -1,0 +1,151 @@
+"""Japanese text normalisation shared by the corpus index and member queries.
+
+Both sides go through the same steps, so a variant spelled one way in the FAQ and another
+way by a member meets in the middle: NFKC (full/half width), case, romaji typed instead of
+kana, the synonym dictionary, filler phrases, then — for the character fields — kana,
+long-vowel and repeated-character folding.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+
+import jaconv
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_ASCII_WORD = re.compile(r"[a-z][a-z'\-]*")
+# One romaji syllable (Hepburn and kunrei), a syllabic n, a doubled consonant (small tsu)
+# or a long-vowel hyphen. Words that are not a chain of these stay as they are.
+_ROMAJI = re.compile(
+    r"^(?:(?:sh|ch|ts|[kgsztdnhbpmrfvjcyw])?y?[aiueo]|n'?|([kgsztdbpcjfhm])(?=\1)|-)+$"
+)
+_NON_WORD = re.compile(r"[^\w]+")
+_LONG_VOWEL = re.compile(r"[ー〜~]+")
+_REPEAT = re.compile(r"(.)\1{2,}")
+_SMALL_KANA = str.maketrans("ァィゥェォッャュョヮヵヶ", "アイウエオツヤユヨワカケ")
+
+
+def clean(text: str, max_chars: int | None = None) -> str:
+    """Make any input safe to process: no surrogates, no control characters, NFKC, lower case."""
+    text = _SURROGATE.sub("", text)
+    text = _CONTROL.sub(" ", text)
+    if max_chars is not None:
+        text = text[:max_chars]
+    return unicodedata.normalize("NFKC", text).lower().strip()
+
+
+def romaji_to_kana(text: str, known: frozenset[str] = frozenset()) -> str:
+    """Rewrite words typed in romaji ('pasuwado wasureta') as hiragana.
+
+    Only whole words that parse as a chain of romaji syllables are touched, and never words in
+    ``known`` (English and abbreviations the corpus or the synonym dictionary already knows).
+    """
+
+    def convert(match: re.Match[str]) -> str:
+        word = match.group(0)
+        if len(word) < 4 or word in known or not _ROMAJI.match(word):
+            return word
+        return jaconv.alphabet2kana(word)
+
+    return _ASCII_WORD.sub(convert, text)
+
+
+def fold_chars(text: str) -> str:
+    """The form compared character by character: katakana, no long vowels, no punctuation.
+
+    'ぱすわーど', 'パスワード' and 'ﾊﾟｽﾜｰﾄﾞ!!' all become 'パスワド'.
+    """
+    text = jaconv.hira2kata(text)
+    text = _LONG_VOWEL.sub("", text)
+    text = text.translate(_SMALL_KANA)
+    text = _NON_WORD.sub("", text).replace("_", "")
+    return _REPEAT.sub(r"\1", text)
+
+
+def _variants_of(term: str) -> set[str]:
+    """A dictionary term in every script a member might type it in."""
+    base = clean(term)
+    return {base, jaconv.hira2kata(base), jaconv.kata2hira(base)} - {""}
+
+
+def _boundary_pattern(term: str) -> str:
+    escaped = re.escape(term)
+    if term[0].isascii() and term[0].isalnum():
+        escaped = r"(?<![a-z0-9])" + escaped
+    if term[-1].isascii() and term[-1].isalnum():
+        escaped += r"(?![a-z0-9])"
+    return escaped
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """The synonym dictionary (variant → canonical term) and the filler phrases."""
+
+    synonyms: dict[str, str] = field(default_factory=dict)
+    fillers: tuple[str, ...] = ()
+
+    @classmethod
+    def from_groups(cls, groups: dict[str, list[str]], fillers: list[str]) -> "Lexicon":
+        mapping: dict[str, str] = {}
+        for canonical, variants in groups.items():
+            target = clean(canonical)
+            # The canonical spellings map to themselves, so that a variant contained in its own
+            # canonical term (アドレス in メールアドレス) never rewrites it.
+            for form in _variants_of(canonical):
+                mapping.setdefault(form, target)
+            for variant in variants:
+                for form in _variants_of(variant):
+                    if form != target:
+                        mapping[form] = target
+        filler_forms = {form for phrase in fillers for form in _variants_of(phrase)}
+        return cls(mapping, tuple(sorted(filler_forms, key=len, reverse=True)))
+
+
+@dataclass(frozen=True)
+class Normalized:
+    """A text after normalisation, with what was done to it (for the matcher's explanation)."""
+
+    text: str
+    chars: str
+    synonyms_applied: tuple[tuple[str, str], ...] = ()
+    fillers_removed: tuple[str, ...] = ()
+
+
+class Normalizer:
+    """Applies a ``Lexicon``; built once per corpus, then pure and thread-safe."""
+
+    def __init__(self, lexicon: Lexicon, known_ascii: frozenset[str] = frozenset()) -> None:
+        self.lexicon = lexicon
+        self.known_ascii = known_ascii | {
+            word for term in lexicon.synonyms for word in _ASCII_WORD.findall(term)
+        }
+        terms = sorted(lexicon.synonyms, key=len, reverse=True)
+        self._synonyms = re.compile("|".join(_boundary_pattern(t) for t in terms)) if terms else None
+        fillers = lexicon.fillers
+        self._fillers = re.compile("|".join(re.escape(f) for f in fillers)) if fillers else None
+
+    def normalize(self, text: str, max_chars: int | None = None) -> Normalized:
+        text = romaji_to_kana(clean(text, max_chars), self.known_ascii)
+        applied: list[tuple[str, str]] = []
+        if self._synonyms is not None:
+
+            def substitute(match: re.Match[str]) -> str:
+                canonical = self.lexicon.synonyms[match.group(0)]
+                if canonical != match.group(0):
+                    applied.append((match.group(0), canonical))
+                return f" {canonical} "
+
+            text = self._synonyms.sub(substitute, text)
+        removed: list[str] = []
+        if self._fillers is not None:
+
+            def drop(match: re.Match[str]) -> str:
+                removed.append(match.group(0))
+                return " "
+
+            text = self._fillers.sub(drop, text)
+        text = " ".join(text.split())
+        return Normalized(text, fold_chars(text), tuple(applied), tuple(removed))
