@@ -10,6 +10,7 @@ from typing import Sequence
 
 from pydantic import ValidationError
 
+from bot.faq.calibration import CALIBRATION_FILE, CalibrationError
 from bot.faq.corpus import FAQ_FILE, LINKS_FILE, CorpusError, load_faq_yaml, load_links
 from bot.faq.evaluate import evaluate, load_cases
 from bot.faq.index import FaqIndex, open_index
@@ -76,13 +77,16 @@ def cmd_faq_import(args: argparse.Namespace, settings: Settings) -> int:
     output = args.output or faq_path
     try:
         page = args.page.read_text(encoding="utf-8-sig")
-    except (FileNotFoundError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise CommandError(f"{args.page}: cannot read the page ({exc})") from None
     existing = load_faq_yaml(faq_path) if faq_path.exists() else []
     links_path = settings.faq_dir / LINKS_FILE
     links = load_links(links_path) if links_path.exists() else {}
     report = merge(parse_page(page, args.page), existing, links)
-    output.write_text(dump_yaml(report.entries), encoding="utf-8")
+    try:
+        output.write_text(dump_yaml(report.entries), encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(f"{output}: cannot write the corpus ({exc})") from None
     print(f"{output}: {len(report.entries)} entries written")
     print(f"  kept (id and alternates unchanged): {len(report.kept)}")
     for label, ids in (("added, to complete", report.added), ("no longer on the page, dropped", report.removed)):
@@ -90,6 +94,16 @@ def cmd_faq_import(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  {label}: {', '.join(ids)}")
     for item in report.unlinked:
         print(f"  link word left plain, link it by hand: {item}")
+    return 0
+
+
+def cmd_faq_calibrate(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.faq.train import calibrate
+
+    sets = [(Path(corpus), Path(questions)) for corpus, questions in args.set]
+    calibration = calibrate(settings, sets)
+    calibration.save(args.output)
+    print(f"{args.output}: calibration fitted on {', '.join(calibration.trained_on)}")
     return 0
 
 
@@ -122,6 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
     val = faq.add_parser("validate", help="check the corpus")
     val.add_argument("path", type=Path, nargs="?", help="corpus folder or file (default: faq_data/)")
     val.set_defaults(run=cmd_faq_validate)
+    cal = faq.add_parser("calibrate", help="fit the score calibration on question sets")
+    cal.add_argument(
+        "--set", nargs=2, action="append", required=True, metavar=("CORPUS", "QUESTIONS"),
+        help="a corpus and a JSON Lines question file for it; repeat for several corpora",
+    )
+    cal.add_argument("--output", type=Path, default=CALIBRATION_FILE)
+    cal.set_defaults(run=cmd_faq_calibrate)
     return parser
 
 
@@ -134,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.run(args, settings))
-    except (CorpusError, CommandError) as exc:
+    except (CorpusError, CalibrationError, CommandError) as exc:
         print(f"jsug-bot: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:

@@ -17,14 +17,17 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 class MatcherSettings(BaseModel):
     """Thresholds and weights of the FAQ matcher.
 
-    The fused score is a weighted mean of similarities in [0, 1], so the thresholds keep
-    their meaning across corpora of different sizes.
+    ``answer_threshold`` applies to the calibrated probability that the best FAQ is right,
+    ``suggest_threshold`` to the calibrated probability that the question is in scope (see
+    ``bot/faq/calibration.py``); ``answer_margin`` to the raw fused score's lead over the runner-up;
+    ``suggest_ratio``: a suggestion must score at least this share of the best one.
     """
 
-    answer_threshold: float = Field(0.50, ge=0.0, le=1.0)
-    suggest_threshold: float = Field(0.30, ge=0.0, le=1.0)
-    answer_margin: float = Field(0.08, ge=0.0, le=1.0)
+    answer_threshold: float = Field(0.90, ge=0.0, le=1.0)
+    suggest_threshold: float = Field(0.85, ge=0.0, le=1.0)
+    answer_margin: float = Field(0.02, ge=0.0, le=1.0)
     max_suggestions: int = Field(3, ge=1, le=10)
+    suggest_ratio: float = Field(0.6, ge=0.0, le=1.0)
     weight_chars: float = Field(0.35, ge=0.0)
     weight_words: float = Field(0.40, ge=0.0)
     weight_reading: float = Field(0.25, ge=0.0)
@@ -36,11 +39,6 @@ class MatcherSettings(BaseModel):
 
     @model_validator(mode="after")
     def _thresholds_ordered(self) -> "MatcherSettings":
-        if self.suggest_threshold > self.answer_threshold:
-            raise ValueError(
-                f"suggest_threshold ({self.suggest_threshold}) must not exceed "
-                f"answer_threshold ({self.answer_threshold})"
-            )
         if self.weight_chars + self.weight_words + self.weight_reading <= 0:
             raise ValueError("at least one of weight_chars, weight_words, weight_reading must be positive")
         return self

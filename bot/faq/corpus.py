@@ -98,7 +98,11 @@ def read_yaml(path: Path) -> Any:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise CorpusError(path, f"bad YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+        problem = f"bad YAML{where}: {getattr(exc, 'problem', None) or exc}"
+        context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and start and (mark is None or start.line != mark.line):
+            problem += f" ({context} that starts at line {start.line + 1})"
+        raise CorpusError(path, problem) from None
 
 
 def _text(raw: dict[str, Any], key: str, path: Path, entry: str, required: bool = True) -> str:
@@ -145,12 +149,13 @@ def parse_entry(raw: Any, path: Path, where: str) -> FaqEntry:
     )
 
 
-def _check_unique(entries: list[FaqEntry], path: Path) -> None:
-    seen: set[str] = set()
-    for entry in entries:
+def _check_unique(entries: list[FaqEntry], path: Path, positions: list[str]) -> None:
+    seen: dict[str, str] = {}
+    for entry, where in zip(entries, positions):
         if entry.id in seen:
-            raise CorpusError(path, "duplicate id", f"'{entry.id}'")
-        seen.add(entry.id)
+            problem = f"duplicate id, already used by the entry at {seen[entry.id]}"
+            raise CorpusError(path, problem, f"'{entry.id}' ({where})")
+        seen[entry.id] = where
     if not entries:
         raise CorpusError(path, "holds no entries")
 
@@ -191,13 +196,15 @@ def load_faq_yaml(path: Path) -> list[FaqEntry]:
     items = raw.get("entries") if isinstance(raw, dict) else raw
     if not isinstance(items, list):
         raise CorpusError(path, "must hold a list 'entries'")
-    entries = [parse_entry(item, path, f"#{n}") for n, item in enumerate(items, start=1)]
-    _check_unique(entries, path)
+    positions = [f"#{n}" for n in range(1, len(items) + 1)]
+    entries = [parse_entry(item, path, where) for item, where in zip(items, positions)]
+    _check_unique(entries, path, positions)
     return entries
 
 
 def load_jsonl(path: Path) -> list[FaqEntry]:
     entries: list[FaqEntry] = []
+    positions: list[str] = []
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
     except FileNotFoundError:
@@ -211,8 +218,9 @@ def load_jsonl(path: Path) -> list[FaqEntry]:
             raw = json.loads(line)
         except json.JSONDecodeError as exc:
             raise CorpusError(path, f"bad JSON: {exc.msg}", f"on line {number}") from None
-        entries.append(parse_entry(raw, path, f"line {number}"))
-    _check_unique(entries, path)
+        positions.append(f"line {number}")
+        entries.append(parse_entry(raw, path, positions[-1]))
+    _check_unique(entries, path, positions)
     return entries
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from bot.faq.calibration import Calibration, load_calibration
 from bot.faq.corpus import Corpus, FaqEntry, load_corpus
 from bot.settings import MatcherSettings
 from bot.text.normalize import Normalizer, Normalized
@@ -110,6 +111,7 @@ class FaqIndex:
     variants: list[Document]
     variant_texts: list[str]
     entry_words: list[frozenset[str]]
+    calibration: Calibration | None = None
 
     @property
     def size(self) -> int:
@@ -129,8 +131,16 @@ def _known_ascii(entries: Sequence[FaqEntry]) -> frozenset[str]:
     return frozenset(words)
 
 
-def build_index(corpus: Corpus, settings: MatcherSettings, analyzer: Analyzer | None = None) -> FaqIndex:
+def build_index(
+    corpus: Corpus,
+    settings: MatcherSettings,
+    analyzer: Analyzer | None = None,
+    calibration: Calibration | None | bool = True,
+) -> FaqIndex:
+    """Index ``corpus``; ``calibration=True`` loads the shipped calibration, ``None`` uses raw scores."""
     analyzer = analyzer or Analyzer()
+    if calibration is True:
+        calibration = load_calibration()
     normalizer = Normalizer(corpus.lexicon, _known_ascii(corpus.entries))
 
     def document(text: str) -> Document:
@@ -176,6 +186,7 @@ def build_index(corpus: Corpus, settings: MatcherSettings, analyzer: Analyzer | 
         variants=variants,
         variant_texts=variant_texts,
         entry_words=[frozenset(w) for w in entry_words],
+        calibration=calibration or None,
     )
 
 

@@ -7,6 +7,7 @@ close FAQs mean "もしかして…", not a coin toss between them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -53,6 +54,9 @@ class MatchResult:
     fillers_removed: list[str] = field(default_factory=list)
     normalized: str = ""
     truncated: bool = False
+    relevance: float = 0.0
+    query: Document | None = field(default=None, repr=False, compare=False)
+    top_faq: int = -1
 
     @property
     def ranked(self) -> list[str]:
@@ -63,6 +67,7 @@ class MatchResult:
             "outcome": self.outcome.value,
             "faq_id": self.faq_id,
             "score": round(self.score, 4),
+            "relevance": round(self.relevance, 4),
             "suggestions": self.suggestions,
             "matched_terms": self.matched_terms,
             "synonyms_applied": [{"from": a, "to": b} for a, b in self.synonyms_applied],
@@ -151,6 +156,31 @@ def _candidate(index: FaqIndex, scores: Scores, faq: int) -> Candidate:
     return Candidate(index.corpus.entries[faq].id, float(scores.total[faq]), parts, index.variant_texts[row])
 
 
+def features(index: FaqIndex, query: Document, candidates: list[Candidate], top_faq: int) -> list[float]:
+    """The signals of the best candidate that the calibration reads (see ``calibration.FEATURES``)."""
+    top = candidates[0]
+    runner_up = candidates[1].score if len(candidates) > 1 else 0.0
+    words = query.analysis.words
+    known = index.spaces["words"].vocabulary
+    count = len(words) or 1
+    unseen = sum(word not in known for word in words) / count
+    coverage = sum(word in index.entry_words[top_faq] for word in words) / count
+    parts = top.parts
+    return [
+        top.score,
+        top.score - runner_up,
+        runner_up / top.score if top.score > 0 else 1.0,
+        parts["chars"],
+        parts["words"],
+        parts["reading"],
+        parts["answer"],
+        parts["fuzzy"],
+        unseen,
+        coverage,
+        math.log1p(len(query.normalized.chars)),
+    ]
+
+
 def match(index: FaqIndex, text: str) -> MatchResult:
     """Rank the FAQ for ``text`` and decide what to do with the ranking."""
     s = index.settings
@@ -164,18 +194,24 @@ def match(index: FaqIndex, text: str) -> MatchResult:
     candidates = [_candidate(index, scores, int(i)) for i in order]
     top = candidates[0]
     runner_up = candidates[1].score if len(candidates) > 1 else 0.0
-    if top.score >= s.answer_threshold and top.score - runner_up >= s.answer_margin:
+    if index.calibration is not None:
+        confidence, relevance = index.calibration.probabilities(features(index, query, candidates, int(order[0])))
+    else:
+        confidence = relevance = top.score
+    if confidence >= s.answer_threshold and top.score - runner_up >= s.answer_margin:
         outcome, faq_id, suggestions = Outcome.ANSWER, top.faq_id, []
-    elif top.score >= s.suggest_threshold:
+    elif relevance >= s.suggest_threshold:
         outcome, faq_id = Outcome.SUGGEST, None
-        suggestions = [c.faq_id for c in candidates[: s.max_suggestions] if c.score >= s.suggest_threshold]
+        floor = top.score * s.suggest_ratio
+        suggestions = [c.faq_id for c in candidates[: s.max_suggestions] if c.score >= floor]
     else:
         outcome, faq_id, suggestions = Outcome.FALLBACK, None, []
     matched = sorted(set(query.analysis.words) & index.entry_words[int(order[0])])
     return MatchResult(
         outcome=outcome,
         faq_id=faq_id,
-        score=top.score,
+        score=confidence,
+        relevance=relevance,
         suggestions=suggestions,
         candidates=candidates,
         matched_terms=matched,
@@ -183,4 +219,6 @@ def match(index: FaqIndex, text: str) -> MatchResult:
         fillers_removed=list(query.normalized.fillers_removed),
         normalized=query.normalized.text,
         truncated=truncated,
+        query=query,
+        top_faq=int(order[0]),
     )
