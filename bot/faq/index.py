@@ -72,7 +72,17 @@ class FieldSpace:
         self.idf: np.ndarray = vectorizer.idf_
         self.unseen_idf = float(self.idf.max()) if len(self.idf) else 1.0
 
-    def query_vector(self, value: str | tuple[str, ...]) -> sparse.csr_matrix:
+    def postings(self, rows: sparse.spmatrix) -> None:
+        """Keep ``rows`` (documents × terms) as an inverted index: for each term, its documents."""
+        inverted = sparse.csr_matrix(rows.T, dtype=np.float32)
+        inverted.sort_indices()
+        self._indptr = inverted.indptr.astype(np.int64)
+        self._rows = inverted.indices.astype(np.int64)
+        self._data = inverted.data
+        self._row_count = rows.shape[0]
+
+    def query_vector(self, value: str | tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """The query's known terms (columns) and their weights, normalised with unseen terms included."""
         counts = Counter(self.analyze(value))
         columns: list[int] = []
         weights: list[float] = []
@@ -85,14 +95,25 @@ class FieldSpace:
             else:
                 columns.append(column)
                 weights.append(weight * float(self.idf[column]))
-        values = np.asarray(weights)
+        values = np.asarray(weights, dtype=np.float64)
         norm = math.sqrt(float(values @ values) + unseen) if counts else 0.0
-        if norm:
-            values = values / norm
-        return sparse.csr_matrix(
-            (values, (np.zeros(len(columns), dtype=np.int32), np.asarray(columns, dtype=np.int32))),
-            shape=(1, len(self.vocabulary)),
-        )
+        return np.asarray(columns, dtype=np.int64), (values / norm if norm else values)
+
+    def similarities(self, value: str | tuple[str, ...]) -> np.ndarray:
+        """Cosine similarity of the query to every indexed document, through the postings.
+
+        Walking the postings of the query's few terms costs a handful of numpy calls, where a
+        sparse matrix product pays scipy's per-call overhead several times over.
+        """
+        columns, weights = self.query_vector(value)
+        starts = self._indptr[columns]
+        lengths = self._indptr[columns + 1] - starts
+        total = int(lengths.sum())
+        if not total:
+            return np.zeros(self._row_count, dtype=np.float64)
+        offsets = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(total)
+        contributions = self._data[offsets] * np.repeat(weights, lengths)
+        return np.bincount(self._rows[offsets], weights=contributions, minlength=self._row_count)
 
 
 @dataclass
@@ -104,8 +125,6 @@ class FaqIndex:
     normalizer: Normalizer
     analyzer: Analyzer
     spaces: dict[str, FieldSpace]
-    variant_rows: dict[str, sparse.csr_matrix]
-    answer_rows: dict[str, sparse.csr_matrix]
     variant_faq: np.ndarray
     variant_starts: np.ndarray
     variants: list[Document]
@@ -159,15 +178,12 @@ def build_index(
         answers.append(document(corpus.render_answer(entry)[0]))
 
     spaces: dict[str, FieldSpace] = {}
-    variant_rows: dict[str, sparse.csr_matrix] = {}
-    answer_rows: dict[str, sparse.csr_matrix] = {}
     faq_of = np.asarray(variant_faq)
     for name in FIELDS:
         vectorizer = _vectorizer(name)
         vectorizer.fit(_per_entry_documents(name, variants, faq_of, answers))
         spaces[name] = FieldSpace(name, vectorizer)
-        variant_rows[name] = vectorizer.transform([d.field(name) for d in variants]).tocsr()
-        answer_rows[name] = vectorizer.transform([d.field(name) for d in answers]).tocsr()
+        spaces[name].postings(vectorizer.transform([d.field(name) for d in (*variants, *answers)]))
 
     entry_words = [set(a.analysis.words) for a in answers]
     for doc, number in zip(variants, variant_faq):
@@ -179,8 +195,6 @@ def build_index(
         normalizer=normalizer,
         analyzer=analyzer,
         spaces=spaces,
-        variant_rows=variant_rows,
-        answer_rows=answer_rows,
         variant_faq=faq_of,
         variant_starts=starts,
         variants=variants,

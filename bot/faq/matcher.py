@@ -81,10 +81,11 @@ class MatchResult:
 def _field_similarities(index: FaqIndex, query: Document) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     per_variant: dict[str, np.ndarray] = {}
     per_answer: dict[str, np.ndarray] = {}
+    variants = len(index.variants)
     for name in FIELDS:
-        vector = index.spaces[name].query_vector(query.field(name)).T
-        per_variant[name] = np.asarray((index.variant_rows[name] @ vector).todense()).ravel()
-        per_answer[name] = np.asarray((index.answer_rows[name] @ vector).todense()).ravel()
+        similarities = index.spaces[name].similarities(query.field(name))
+        per_variant[name] = similarities[:variants]
+        per_answer[name] = similarities[variants:]
     return per_variant, per_answer
 
 
