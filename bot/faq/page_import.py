@@ -146,6 +146,18 @@ def _new_id(taken: set[str]) -> str:
     return f"faq-{number}"
 
 
+class _BlockDumper(yaml.SafeDumper):
+    """Writes multi-line answers as literal blocks, the way a person edits them."""
+
+
+def _text_representer(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in text else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_BlockDumper.add_representer(str, _text_representer)
+
+
 def dump_yaml(entries: list[FaqEntry]) -> str:
     items = []
     for entry in entries:
@@ -158,5 +170,5 @@ def dump_yaml(entries: list[FaqEntry]) -> str:
         if entry.action:
             item["action"] = entry.action
         items.append(item)
-    body = yaml.safe_dump({"entries": items}, allow_unicode=True, sort_keys=False, width=4096)
+    body = yaml.dump({"entries": items}, Dumper=_BlockDumper, allow_unicode=True, sort_keys=False, width=4096)
     return YAML_HEADER + body
