@@ -31,7 +31,8 @@ class MatcherSettings(BaseModel):
     weight_chars: float = Field(0.35, ge=0.0)
     weight_words: float = Field(0.40, ge=0.0)
     weight_reading: float = Field(0.25, ge=0.0)
-    weight_answer: float = Field(0.20, ge=0.0, le=1.0)
+    weight_answer: float = Field(0.45, ge=0.0, le=1.0)
+    weight_centroid: float = Field(0.25, ge=0.0, le=1.0)
     fuzzy_max_length: int = Field(12, ge=0)
     fuzzy_floor: float = Field(0.80, ge=0.0, le=1.0)
     shortlist: int = Field(50, ge=3)
@@ -39,6 +40,8 @@ class MatcherSettings(BaseModel):
 
     @model_validator(mode="after")
     def _thresholds_ordered(self) -> "MatcherSettings":
+        if self.weight_answer + self.weight_centroid >= 1:
+            raise ValueError("weight_answer + weight_centroid must stay below 1 (the phrasings need weight)")
         if self.weight_chars + self.weight_words + self.weight_reading <= 0:
             raise ValueError("at least one of weight_chars, weight_words, weight_reading must be positive")
         return self

@@ -117,7 +117,7 @@ def test_answer_explains_matched_terms_synonyms_and_candidate_scores(jsug_index:
     assert "止める" in result.matched_terms
     top = result.candidates[0]
     assert top.faq_id == "newsletter-dm-stop"
-    assert set(top.parts) == {"chars", "words", "reading", "answer", "fuzzy"}
+    assert set(top.parts) == {"chars", "words", "reading", "answer", "centroid", "fuzzy"}
     assert top.score > result.candidates[1].score
 
 

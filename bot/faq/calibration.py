@@ -32,6 +32,7 @@ FEATURES = (
     "words",
     "reading",
     "answer",
+    "centroid",
     "fuzzy",
     "unseen",
     "coverage",

@@ -22,6 +22,7 @@ FAQ_FILE = "faq.yaml"
 LINKS_FILE = "links.yaml"
 SYNONYMS_FILE = "synonyms.yaml"
 FILLERS_FILE = "fillers.yaml"
+OFF_TOPIC_FILE = "out_of_scope.yaml"
 
 # Self-service actions an entry may offer; the handlers behind them come with the dialogue engine.
 KNOWN_ACTIONS = frozenset({"password_reset", "newsletter_optout", "withdrawal_request", "secretariat_request"})
@@ -188,7 +189,12 @@ def load_lexicon(faq_dir: Path) -> Lexicon:
             raise CorpusError(synonyms_path, "variants must be a list of texts", f"'{canonical}'")
     if not isinstance(fillers, list) or not all(isinstance(f, str) for f in fillers):
         raise CorpusError(fillers_path, "must be a list of phrases")
-    return Lexicon.from_groups({str(k): [str(v) for v in vs] for k, vs in groups.items()}, fillers)
+    off_topic_path = faq_dir / OFF_TOPIC_FILE
+    off_topic = (read_yaml(off_topic_path) if off_topic_path.exists() else []) or []
+    if not isinstance(off_topic, list) or not all(isinstance(t, (str, int)) for t in off_topic):
+        raise CorpusError(off_topic_path, "must be a list of words")
+    groups = {str(k): [str(v) for v in vs] for k, vs in groups.items()}
+    return Lexicon.from_groups(groups, fillers, [str(t) for t in off_topic])
 
 
 def load_faq_yaml(path: Path) -> list[FaqEntry]:

@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.preprocessing import normalize
 
 from bot.faq.calibration import Calibration, load_calibration
 from bot.faq.corpus import Corpus, FaqEntry, load_corpus
 from bot.settings import MatcherSettings
-from bot.text.normalize import Normalizer, Normalized
+from bot.text.normalize import Normalized, Normalizer, clean
 from bot.text.tokens import Analysis, Analyzer
 
 if TYPE_CHECKING:
@@ -130,6 +131,7 @@ class FaqIndex:
     variants: list[Document]
     variant_texts: list[str]
     entry_words: list[frozenset[str]]
+    entry_texts: list[str]
     calibration: Calibration | None = None
 
     @property
@@ -183,7 +185,9 @@ def build_index(
         vectorizer = _vectorizer(name)
         vectorizer.fit(_per_entry_documents(name, variants, faq_of, answers))
         spaces[name] = FieldSpace(name, vectorizer)
-        spaces[name].postings(vectorizer.transform([d.field(name) for d in (*variants, *answers)]))
+        phrasing_rows = vectorizer.transform([d.field(name) for d in variants])
+        answer_rows = vectorizer.transform([d.field(name) for d in answers])
+        spaces[name].postings(sparse.vstack([phrasing_rows, answer_rows, _centroids(phrasing_rows, faq_of)]))
 
     entry_words = [set(a.analysis.words) for a in answers]
     for doc, number in zip(variants, variant_faq):
@@ -200,8 +204,18 @@ def build_index(
         variants=variants,
         variant_texts=variant_texts,
         entry_words=[frozenset(w) for w in entry_words],
+        entry_texts=[clean("\n".join((e.question, *e.alternates, e.answer))) for e in corpus.entries],
         calibration=calibration or None,
     )
+
+
+def _centroids(rows: sparse.spmatrix, faq_of: np.ndarray) -> sparse.csr_matrix:
+    """Each FAQ's phrasings averaged into one vector: the vocabulary of all of them together."""
+    membership = sparse.csr_matrix(
+        (np.ones(len(faq_of), dtype=np.float32), (faq_of, np.arange(len(faq_of)))),
+        shape=(int(faq_of.max()) + 1, len(faq_of)),
+    )
+    return normalize(membership @ rows)
 
 
 def _vectorizer(name: str) -> TfidfVectorizer:

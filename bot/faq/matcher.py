@@ -55,6 +55,7 @@ class MatchResult:
     normalized: str = ""
     truncated: bool = False
     relevance: float = 0.0
+    off_topic_terms: list[str] = field(default_factory=list)
     query: Document | None = field(default=None, repr=False, compare=False)
     top_faq: int = -1
 
@@ -72,21 +73,27 @@ class MatchResult:
             "matched_terms": self.matched_terms,
             "synonyms_applied": [{"from": a, "to": b} for a, b in self.synonyms_applied],
             "fillers_removed": self.fillers_removed,
+            "off_topic_terms": self.off_topic_terms,
             "normalized": self.normalized,
             "truncated": self.truncated,
             "candidates": [c.as_dict() for c in self.candidates],
         }
 
 
-def _field_similarities(index: FaqIndex, query: Document) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def _field_similarities(
+    index: FaqIndex, query: Document
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per field: similarity to each phrasing, to each answer, to each FAQ's phrasing centroid."""
     per_variant: dict[str, np.ndarray] = {}
     per_answer: dict[str, np.ndarray] = {}
-    variants = len(index.variants)
+    per_centroid: dict[str, np.ndarray] = {}
+    variants, entries = len(index.variants), index.size
     for name in FIELDS:
         similarities = index.spaces[name].similarities(query.field(name))
         per_variant[name] = similarities[:variants]
-        per_answer[name] = similarities[variants:]
-    return per_variant, per_answer
+        per_answer[name] = similarities[variants : variants + entries]
+        per_centroid[name] = similarities[variants + entries :]
+    return per_variant, per_answer, per_centroid
 
 
 def _fuse(parts: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
@@ -116,6 +123,7 @@ class Scores:
     by_row: np.ndarray
     row_parts: dict[str, np.ndarray]
     answer: np.ndarray
+    centroid: np.ndarray
 
     def best_row(self, index: FaqIndex, faq: int) -> int:
         start = int(index.variant_starts[faq])
@@ -126,12 +134,15 @@ class Scores:
 def score_all(index: FaqIndex, query: Document) -> Scores:
     s = index.settings
     weights = {"chars": s.weight_chars, "words": s.weight_words, "reading": s.weight_reading}
-    per_variant, per_answer = _field_similarities(index, query)
+    per_variant, per_answer, per_centroid = _field_similarities(index, query)
     variant_score = _fuse(per_variant, weights)
     answer_score = _fuse(per_answer, weights)
+    centroid_score = _fuse(per_centroid, weights)
+    phrasing_weight = 1 - s.weight_answer - s.weight_centroid
+    entry_score = s.weight_answer * answer_score + s.weight_centroid * centroid_score
 
     best = np.maximum.reduceat(variant_score, index.variant_starts)
-    shortlist = np.argsort(-((1 - s.weight_answer) * best + s.weight_answer * answer_score))[: s.shortlist]
+    shortlist = np.argsort(-(phrasing_weight * best + entry_score))[: s.shortlist]
     rows = np.flatnonzero(np.isin(index.variant_faq, shortlist))
     fuzzy = np.zeros_like(variant_score)
     fuzzy[rows] = _fuzzy(index, query, rows)
@@ -139,8 +150,8 @@ def score_all(index: FaqIndex, query: Document) -> Scores:
     variant_score = np.maximum(variant_score, fuzzy)
 
     best = np.maximum.reduceat(variant_score, index.variant_starts)
-    total = (1 - s.weight_answer) * best + s.weight_answer * answer_score
-    return Scores(total, variant_score, per_variant, answer_score)
+    total = phrasing_weight * best + entry_score
+    return Scores(total, variant_score, per_variant, answer_score, centroid_score)
 
 
 def _top(values: np.ndarray, k: int) -> np.ndarray:
@@ -154,6 +165,7 @@ def _candidate(index: FaqIndex, scores: Scores, faq: int) -> Candidate:
     row = scores.best_row(index, faq)
     parts = {name: float(values[row]) for name, values in scores.row_parts.items()}
     parts["answer"] = float(scores.answer[faq])
+    parts["centroid"] = float(scores.centroid[faq])
     return Candidate(index.corpus.entries[faq].id, float(scores.total[faq]), parts, index.variant_texts[row])
 
 
@@ -175,6 +187,7 @@ def features(index: FaqIndex, query: Document, candidates: list[Candidate], top_
         parts["words"],
         parts["reading"],
         parts["answer"],
+        parts["centroid"],
         parts["fuzzy"],
         unseen,
         coverage,
@@ -199,7 +212,10 @@ def match(index: FaqIndex, text: str) -> MatchResult:
         confidence, relevance = index.calibration.probabilities(features(index, query, candidates, int(order[0])))
     else:
         confidence = relevance = top.score
-    if confidence >= s.answer_threshold and top.score - runner_up >= s.answer_margin:
+    off_topic = [t for t in query.normalized.off_topic if t not in index.entry_texts[int(order[0])]]
+    if off_topic:
+        outcome, faq_id, suggestions = Outcome.FALLBACK, None, []
+    elif confidence >= s.answer_threshold and top.score - runner_up >= s.answer_margin:
         outcome, faq_id, suggestions = Outcome.ANSWER, top.faq_id, []
     elif relevance >= s.suggest_threshold:
         outcome, faq_id = Outcome.SUGGEST, None
@@ -216,6 +232,7 @@ def match(index: FaqIndex, text: str) -> MatchResult:
         suggestions=suggestions,
         candidates=candidates,
         matched_terms=matched,
+        off_topic_terms=off_topic,
         synonyms_applied=list(query.normalized.synonyms_applied),
         fillers_removed=list(query.normalized.fillers_removed),
         normalized=query.normalized.text,

@@ -86,9 +86,12 @@ class Lexicon:
 
     synonyms: dict[str, str] = field(default_factory=dict)
     fillers: tuple[str, ...] = ()
+    off_topic: tuple[str, ...] = ()
 
     @classmethod
-    def from_groups(cls, groups: dict[str, list[str]], fillers: list[str]) -> "Lexicon":
+    def from_groups(
+        cls, groups: dict[str, list[str]], fillers: list[str], off_topic: list[str] | None = None
+    ) -> "Lexicon":
         mapping: dict[str, str] = {}
         for canonical, variants in groups.items():
             target = clean(canonical)
@@ -101,7 +104,12 @@ class Lexicon:
                     if form != target:
                         mapping[form] = target
         filler_forms = {form for phrase in fillers for form in _variants_of(phrase)}
-        return cls(mapping, tuple(sorted(filler_forms, key=len, reverse=True)))
+        off_topic_forms = {form for term in off_topic or [] for form in _variants_of(term)}
+        return cls(
+            mapping,
+            tuple(sorted(filler_forms, key=len, reverse=True)),
+            tuple(sorted(off_topic_forms, key=len, reverse=True)),
+        )
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,7 @@ class Normalized:
     chars: str
     synonyms_applied: tuple[tuple[str, str], ...] = ()
     fillers_removed: tuple[str, ...] = ()
+    off_topic: tuple[str, ...] = ()
 
 
 class Normalizer:
@@ -126,9 +135,19 @@ class Normalizer:
         self._synonyms = re.compile("|".join(_boundary_pattern(t) for t in terms)) if terms else None
         fillers = lexicon.fillers
         self._fillers = re.compile("|".join(re.escape(f) for f in fillers)) if fillers else None
+        off_topic = lexicon.off_topic
+        self._off_topic = re.compile("|".join(_boundary_pattern(t) for t in off_topic)) if off_topic else None
+
+    def off_topic_terms(self, text: str) -> tuple[str, ...]:
+        """The off-topic words ``text`` (already cleaned) contains, each once."""
+        if self._off_topic is None:
+            return ()
+        return tuple(dict.fromkeys(self._off_topic.findall(text)))
 
     def normalize(self, text: str, max_chars: int | None = None) -> Normalized:
-        text = romaji_to_kana(clean(text, max_chars), self.known_ascii)
+        text = clean(text, max_chars)
+        off_topic = self.off_topic_terms(text)
+        text = romaji_to_kana(text, self.known_ascii)
         applied: list[tuple[str, str]] = []
         if self._synonyms is not None:
 
@@ -148,4 +167,4 @@ class Normalizer:
 
             text = self._fillers.sub(drop, text)
         text = " ".join(text.split())
-        return Normalized(text, fold_chars(text), tuple(applied), tuple(removed))
+        return Normalized(text, fold_chars(text), tuple(applied), tuple(removed), off_topic)

@@ -21,6 +21,9 @@ from bot.text.normalize import fold_chars
 _SKIPPED_POS = frozenset({"助詞", "助動詞", "補助記号", "記号", "空白"})
 # Normalised forms so common in questions that they only add noise.
 _STOP_WORDS = frozenset({"為る", "居る", "有る", "成る", "良い", "御", "様", "事", "物", "此の", "其の", "です", "ます"})
+# Negation is kept as one word: "受け取りたい" and "受け取らない" ask opposite things.
+_NEGATIONS = frozenset({"ない", "ず", "ぬ"})
+NEGATION = "ない"
 # Sudachi refuses input over ~49 kB; queries are cut well before, corpus answers are chunked.
 _CHUNK = 8000
 DICTIONARY = "small"
@@ -59,9 +62,12 @@ class Analyzer:
                 if pos in ("補助記号", "空白"):
                     continue
                 reading.append(_reading_of(morpheme.reading_form(), surface))
+                word = morpheme.normalized_form().lower()
+                if pos == "助動詞" and word in _NEGATIONS:
+                    words.append(NEGATION)
+                    continue
                 if pos in _SKIPPED_POS:
                     continue
-                word = morpheme.normalized_form().lower()
                 if word not in _STOP_WORDS and word.strip():
                     words.append(word)
         return Analysis(tuple(words), fold_chars("".join(reading)))

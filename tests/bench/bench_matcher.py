@@ -17,7 +17,9 @@ Figures, per corpus and engine:
   20 untimed warm-up queries that are not in the timed list; p50, p99 and queries per second
   (one thread, calls back to back);
 - RSS before the build, its increase over the build (psutil, after ``gc.collect()``) and the
-  peak RSS of the loaded process (``getrusage(RUSAGE_SELF).ru_maxrss`` after build and queries).
+  peak RSS of the loaded process (``getrusage(RUSAGE_SELF).ru_maxrss`` after build and queries),
+  which the 250 MB target is checked against. RSS counts the pages of Sudachi's memory-mapped
+  dictionary the analyser has touched; the "file-backed" row shows how much of it is such pages.
 
 The generated corpus is deterministic (``random.Random(seed)``): topics from eight domains,
 actions and conditions combined by question and answer templates; its queries are paraphrases of
@@ -407,6 +409,7 @@ def measure(corpus_name: str, engine: str, data_dir: Path | None, entries: int) 
     from bot.faq.corpus import load_corpus
     from bot.settings import Settings
 
+    code = _code_state()
     settings = Settings()
     generation: dict[str, Any] | None = None
     if corpus_name == "jsug":
@@ -503,6 +506,7 @@ def measure(corpus_name: str, engine: str, data_dir: Path | None, entries: int) 
         "hit1": hit1,
         "hit10": hit10,
         "generation": generation,
+        "code": code,
     }
 
 
@@ -515,7 +519,7 @@ def _run_child(corpus_name: str, engine: str, data_dir: Path, entries: int, time
     command = [
         sys.executable, str(Path(__file__).resolve()), "--one", corpus_name, "--engine", engine,
         "--data-dir", str(data_dir), "--entries", str(entries),
-    ]  # fmt: skip
+    ]
     print(f"  measuring {corpus_name} / {engine} ...", file=sys.stderr, flush=True)
     try:
         done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
@@ -541,7 +545,7 @@ def _yes(ok: bool | None) -> str:
 
 
 def _table(title: str, notes: list[str], m: dict[str, Any] | None, b: dict[str, Any] | None,
-           targets: dict[str, tuple[str, bool | None]]) -> tuple[list[str], list[bool]]:  # fmt: skip
+           targets: dict[str, tuple[str, bool | None]]) -> tuple[list[str], list[bool]]:
     def get(d: dict[str, Any] | None, key: str) -> Any:
         return None if d is None else d.get(key)
 
@@ -576,6 +580,7 @@ def _table(title: str, notes: list[str], m: dict[str, Any] | None, b: dict[str, 
 
 def report(quick: bool, seed: int, timeout: float) -> int:
     wall_started = time.perf_counter()
+    code_before = _code_state()
     entries = QUICK_ENTRIES if quick else FULL_ENTRIES
     failed: list[str] = []
     results: dict[tuple[str, str], dict[str, Any] | None] = {}
@@ -623,7 +628,7 @@ def report(quick: bool, seed: int, timeout: float) -> int:
         notes.append(
             f"{any_run['entries']:,} entries" + (f" ({m['rows']:,} phrasing rows)" if m else "")
             + f"; {any_run['queries']} timed paraphrase queries, {any_run['warmup']} untimed warm-up"
-        )  # fmt: skip
+        )
     if m:
         notes.append(f"matcher build = Sudachi dictionary {m['analyzer_s']:.3f} s + build_index {m['build_s'] - m['analyzer_s']:.3f} s; corpus load {m['load_s']:.3f} s")
     targets = {
@@ -639,10 +644,40 @@ def report(quick: bool, seed: int, timeout: float) -> int:
         "Each (corpus, engine) pair ran in its own fresh process; peak RSS = ru_maxrss of that process after build and queries."
     )
     lines.append(f"targets met: {sum(met)}/{len(met)}" + (f"; FAILED measurements: {', '.join(failed)}" if failed else ""))
-    lines.append(f"benchmark wall time: {time.perf_counter() - wall_started:.1f} s")
+    code_after = _code_state()
+    lines.append(f"benchmark wall time: {time.perf_counter() - wall_started:.1f} s; code measured: {code_before}")
+    seen = {f"{c}/{e}": r["code"] for (c, e), r in results.items() if r}
+    if code_after != code_before or any(v != code_before for v in seen.values()):
+        lines.append("WARNING: the code changed during the run; the figures may mix versions:")
+        lines += [f"  {name}: {version}" for name, version in seen.items()]
+        lines.append(f"  after the run: {code_after}")
     lines.append(_machine_line())
     print("\n".join(lines), flush=True)
     return 1 if failed else 0
+
+
+def _code_state() -> str:
+    """The commit, and a digest of bot/ as it is on disk (the working tree may hold uncommitted work)."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    for path in sorted((REPO_ROOT / "bot").rglob("*")):
+        if path.is_file() and path.suffix in (".py", ".json", ".yaml") and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(REPO_ROOT)).encode() + b"\0" + path.read_bytes())
+    for extra in (REPO_ROOT / "faq_data").glob("*.yaml"):
+        digest.update(extra.name.encode() + b"\0" + extra.read_bytes())
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "bot", "faq_data"],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=10,
+        )
+        commit = head.stdout.strip() or "?"
+        if dirty.stdout.strip():
+            commit += " + uncommitted changes"
+    except (OSError, subprocess.SubprocessError):
+        commit = "no git"
+    return f"git {commit}, bot/ + faq_data/ digest {digest.hexdigest()[:10]}"
 
 
 def _machine_line() -> str:
