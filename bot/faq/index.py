@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 from scipy import sparse
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 from sklearn.preprocessing import normalize
 
 from bot.faq.calibration import Calibration, load_calibration
@@ -65,20 +65,16 @@ class FieldSpace:
     similarity of off-topic text down instead of ignoring the off-topic part.
     """
 
-    def __init__(self, name: str, vectorizer: TfidfVectorizer) -> None:
+    def __init__(self, name: str, counter: CountVectorizer, idf: np.ndarray, rows: sparse.spmatrix) -> None:
         self.name = name
-        self.vectorizer = vectorizer
-        self.analyze: Callable[[object], list[str]] = vectorizer.build_analyzer()
-        self.vocabulary: dict[str, int] = vectorizer.vocabulary_
-        self.idf: np.ndarray = vectorizer.idf_
-        self.unseen_idf = float(self.idf.max()) if len(self.idf) else 1.0
-
-    def postings(self, rows: sparse.spmatrix) -> None:
-        """Keep ``rows`` (documents × terms) as an inverted index: for each term, its documents."""
+        self.analyze: Callable[[object], list[str]] = counter.build_analyzer()
+        self.vocabulary: dict[str, int] = counter.vocabulary_
+        self.idf = idf
+        self.unseen_idf = float(idf.max()) if len(idf) else 1.0
         inverted = sparse.csr_matrix(rows.T, dtype=np.float32)
         inverted.sort_indices()
         self._indptr = inverted.indptr.astype(np.int64)
-        self._rows = inverted.indices.astype(np.int64)
+        self._rows = inverted.indices.astype(np.int32)
         self._data = inverted.data
         self._row_count = rows.shape[0]
 
@@ -128,7 +124,8 @@ class FaqIndex:
     spaces: dict[str, FieldSpace]
     variant_faq: np.ndarray
     variant_starts: np.ndarray
-    variants: list[Document]
+    variant_chars: list[str]
+    variant_readings: list[str]
     variant_texts: list[str]
     entry_words: list[frozenset[str]]
     entry_texts: list[str]
@@ -139,7 +136,8 @@ class FaqIndex:
         return len(self.corpus.entries)
 
     def document(self, text: str) -> Document:
-        normalized = self.normalizer.normalize(text, self.settings.max_query_chars)
+        """A member's question, normalised and analysed like the corpus."""
+        normalized = self.normalizer.normalize(text, self.settings.max_query_chars, detect_off_topic=True)
         return Document(normalized, self.analyzer.analyze(normalized.text))
 
 
@@ -168,31 +166,17 @@ def build_index(
         normalized = normalizer.normalize(text)
         return Document(normalized, analyzer.analyze(normalized.text))
 
-    variants: list[Document] = []
-    variant_texts: list[str] = []
-    variant_faq: list[int] = []
-    answers: list[Document] = []
-    for number, entry in enumerate(corpus.entries):
-        for text in (entry.question, *entry.alternates):
-            variants.append(document(text))
-            variant_texts.append(text)
-            variant_faq.append(number)
-        answers.append(document(corpus.render_answer(entry)[0]))
+    variant_texts = [text for entry in corpus.entries for text in (entry.question, *entry.alternates)]
+    faq_of = np.asarray([n for n, entry in enumerate(corpus.entries) for _ in (entry.question, *entry.alternates)])
+    documents = [document(text) for text in variant_texts]
+    documents += [document(corpus.render_answer(entry)[0]) for entry in corpus.entries]
+    row_entry = np.r_[faq_of, np.arange(len(corpus.entries))]
 
-    spaces: dict[str, FieldSpace] = {}
-    faq_of = np.asarray(variant_faq)
-    for name in FIELDS:
-        vectorizer = _vectorizer(name)
-        vectorizer.fit(_per_entry_documents(name, variants, faq_of, answers))
-        spaces[name] = FieldSpace(name, vectorizer)
-        phrasing_rows = vectorizer.transform([d.field(name) for d in variants])
-        answer_rows = vectorizer.transform([d.field(name) for d in answers])
-        spaces[name].postings(sparse.vstack([phrasing_rows, answer_rows, _centroids(phrasing_rows, faq_of)]))
-
-    entry_words = [set(a.analysis.words) for a in answers]
-    for doc, number in zip(variants, variant_faq):
+    spaces = {name: _field_space(name, [d.field(name) for d in documents], row_entry, faq_of) for name in FIELDS}
+    entry_words: list[set[str]] = [set() for _ in corpus.entries]
+    for doc, number in zip(documents, row_entry):
         entry_words[number].update(doc.analysis.words)
-    starts = np.flatnonzero(np.r_[True, faq_of[1:] != faq_of[:-1]])
+    variants = documents[: len(variant_texts)]
     return FaqIndex(
         corpus=corpus,
         settings=settings,
@@ -200,8 +184,9 @@ def build_index(
         analyzer=analyzer,
         spaces=spaces,
         variant_faq=faq_of,
-        variant_starts=starts,
-        variants=variants,
+        variant_starts=np.flatnonzero(np.r_[True, faq_of[1:] != faq_of[:-1]]),
+        variant_chars=[d.normalized.chars for d in variants],
+        variant_readings=[d.analysis.reading for d in variants],
         variant_texts=variant_texts,
         entry_words=[frozenset(w) for w in entry_words],
         entry_texts=[clean("\n".join((e.question, *e.alternates, e.answer))) for e in corpus.entries],
@@ -209,31 +194,33 @@ def build_index(
     )
 
 
-def _centroids(rows: sparse.spmatrix, faq_of: np.ndarray) -> sparse.csr_matrix:
-    """Each FAQ's phrasings averaged into one vector: the vocabulary of all of them together."""
-    membership = sparse.csr_matrix(
-        (np.ones(len(faq_of), dtype=np.float32), (faq_of, np.arange(len(faq_of)))),
-        shape=(int(faq_of.max()) + 1, len(faq_of)),
+def _membership(owner: np.ndarray, groups: int) -> sparse.csr_matrix:
+    """A groups × rows matrix with a 1 where the row belongs to the group."""
+    return sparse.csr_matrix(
+        (np.ones(len(owner), dtype=np.float32), (owner, np.arange(len(owner)))), shape=(groups, len(owner))
     )
-    return normalize(membership @ rows)
 
 
-def _vectorizer(name: str) -> TfidfVectorizer:
+def _field_space(name: str, values: list, row_entry: np.ndarray, faq_of: np.ndarray) -> FieldSpace:
+    """Count every row once; weigh terms by the number of *entries* that use them.
+
+    The rows are the phrasings, then the answers; the postings add one centroid row per entry.
+    """
+    counter = _counter(name)
+    counts = counter.fit_transform(values)
+    entries = int(row_entry.max()) + 1
+    presence = (_membership(row_entry, entries) @ (counts > 0).astype(np.float32)) > 0
+    transformer = TfidfTransformer(sublinear_tf=True).fit(presence)
+    weighted = transformer.transform(counts)
+    phrasings = weighted[: len(faq_of)]
+    centroids = normalize(_membership(faq_of, entries) @ phrasings)
+    return FieldSpace(name, counter, transformer.idf_, sparse.vstack([weighted, centroids]))
+
+
+def _counter(name: str) -> CountVectorizer:
     if name == "words":
-        return TfidfVectorizer(analyzer=_identity, sublinear_tf=True, dtype=np.float32)
-    return TfidfVectorizer(analyzer="char", ngram_range=(2, 3), sublinear_tf=True, lowercase=False, dtype=np.float32)
-
-
-def _per_entry_documents(
-    name: str, variants: list[Document], faq_of: np.ndarray, answers: list[Document]
-) -> list[str | tuple[str, ...]]:
-    """One document per FAQ (all its phrasings and its answer), for document frequencies."""
-    parts: list[list[str | tuple[str, ...]]] = [[a.field(name)] for a in answers]
-    for doc, number in zip(variants, faq_of):
-        parts[int(number)].append(doc.field(name))
-    if name == "words":
-        return [tuple(word for part in group for word in part) for group in parts]
-    return ["\n".join(str(part) for part in group) for group in parts]
+        return CountVectorizer(analyzer=_identity, dtype=np.float32)
+    return CountVectorizer(analyzer="char", ngram_range=(2, 3), lowercase=False, dtype=np.float32)
 
 
 def open_index(settings: "Settings", source: Path | None = None) -> FaqIndex:

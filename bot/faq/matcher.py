@@ -87,7 +87,7 @@ def _field_similarities(
     per_variant: dict[str, np.ndarray] = {}
     per_answer: dict[str, np.ndarray] = {}
     per_centroid: dict[str, np.ndarray] = {}
-    variants, entries = len(index.variants), index.size
+    variants, entries = len(index.variant_faq), index.size
     for name in FIELDS:
         similarities = index.spaces[name].similarities(query.field(name))
         per_variant[name] = similarities[:variants]
@@ -107,8 +107,8 @@ def _fuzzy(index: FaqIndex, query: Document, rows: np.ndarray) -> np.ndarray:
     scores = np.zeros(len(rows), dtype=np.float32)
     if not (2 <= len(query.normalized.chars) <= settings.fuzzy_max_length) or not len(rows):
         return scores
-    chars = [index.variants[int(r)].normalized.chars for r in rows]
-    readings = [index.variants[int(r)].analysis.reading for r in rows]
+    chars = [index.variant_chars[int(r)] for r in rows]
+    readings = [index.variant_readings[int(r)] for r in rows]
     by_chars = cdist([query.normalized.chars], chars, scorer=fuzz.ratio, dtype=np.float32)[0]
     by_reading = cdist([query.analysis.reading], readings, scorer=fuzz.ratio, dtype=np.float32)[0]
     scores = np.maximum(by_chars, by_reading) / 100.0

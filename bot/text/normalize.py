@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from typing import Callable
 
+import ahocorasick
 import jaconv
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
@@ -71,13 +73,45 @@ def _variants_of(term: str) -> set[str]:
     return {base, jaconv.hira2kata(base), jaconv.kata2hira(base)} - {""}
 
 
-def _boundary_pattern(term: str) -> str:
-    escaped = re.escape(term)
-    if term[0].isascii() and term[0].isalnum():
-        escaped = r"(?<![a-z0-9])" + escaped
-    if term[-1].isascii() and term[-1].isalnum():
-        escaped += r"(?![a-z0-9])"
-    return escaped
+def _is_word_char(char: str) -> bool:
+    return char.isascii() and char.isalnum()
+
+
+class PhraseTable:
+    """Finds dictionary phrases in a text, leftmost-longest, with an Aho–Corasick automaton.
+
+    A phrase that begins or ends with a Latin letter or digit only counts as a whole word, so the
+    abbreviation 'pw' is found in 'pwを忘れた' but not in 'pwa'.
+    """
+
+    def __init__(self, phrases: dict[str, str]) -> None:
+        self._automaton: ahocorasick.Automaton | None = None
+        if phrases:
+            self._automaton = ahocorasick.Automaton()
+            for phrase, value in phrases.items():
+                self._automaton.add_word(phrase, (phrase, value))
+            self._automaton.make_automaton()
+
+    def find(self, text: str) -> list[tuple[int, int, str, str]]:
+        """(start, end, phrase, value) of each match, left to right."""
+        if self._automaton is None:
+            return []
+        found = []
+        for last, (phrase, value) in self._automaton.iter_long(text):
+            start, end = last - len(phrase) + 1, last + 1
+            if _is_word_char(phrase[0]) and start > 0 and _is_word_char(text[start - 1]):
+                continue
+            if _is_word_char(phrase[-1]) and end < len(text) and _is_word_char(text[end]):
+                continue
+            found.append((start, end, phrase, value))
+        return found
+
+    def replace(self, text: str, replacement: Callable[[str, str], str]) -> str:
+        pieces, position = [], 0
+        for start, end, phrase, value in self.find(text):
+            pieces += [text[position:start], replacement(phrase, value)]
+            position = end
+        return "".join(pieces) + text[position:]
 
 
 @dataclass(frozen=True)
@@ -131,40 +165,32 @@ class Normalizer:
         self.known_ascii = known_ascii | {
             word for term in lexicon.synonyms for word in _ASCII_WORD.findall(term)
         }
-        terms = sorted(lexicon.synonyms, key=len, reverse=True)
-        self._synonyms = re.compile("|".join(_boundary_pattern(t) for t in terms)) if terms else None
-        fillers = lexicon.fillers
-        self._fillers = re.compile("|".join(re.escape(f) for f in fillers)) if fillers else None
-        off_topic = lexicon.off_topic
-        self._off_topic = re.compile("|".join(_boundary_pattern(t) for t in off_topic)) if off_topic else None
+        self._synonyms = PhraseTable(lexicon.synonyms)
+        self._fillers = PhraseTable({f: "" for f in lexicon.fillers})
+        self._off_topic = PhraseTable({t: t for t in lexicon.off_topic})
 
     def off_topic_terms(self, text: str) -> tuple[str, ...]:
         """The off-topic words ``text`` (already cleaned) contains, each once."""
-        if self._off_topic is None:
-            return ()
-        return tuple(dict.fromkeys(self._off_topic.findall(text)))
+        return tuple(dict.fromkeys(phrase for _, _, phrase, _ in self._off_topic.find(text)))
 
-    def normalize(self, text: str, max_chars: int | None = None) -> Normalized:
+    def normalize(self, text: str, max_chars: int | None = None, detect_off_topic: bool = False) -> Normalized:
         text = clean(text, max_chars)
-        off_topic = self.off_topic_terms(text)
+        off_topic = self.off_topic_terms(text) if detect_off_topic else ()
         text = romaji_to_kana(text, self.known_ascii)
         applied: list[tuple[str, str]] = []
-        if self._synonyms is not None:
 
-            def substitute(match: re.Match[str]) -> str:
-                canonical = self.lexicon.synonyms[match.group(0)]
-                if canonical != match.group(0):
-                    applied.append((match.group(0), canonical))
-                return f" {canonical} "
+        def substitute(phrase: str, canonical: str) -> str:
+            if canonical != phrase:
+                applied.append((phrase, canonical))
+            return f" {canonical} "
 
-            text = self._synonyms.sub(substitute, text)
+        text = self._synonyms.replace(text, substitute)
         removed: list[str] = []
-        if self._fillers is not None:
 
-            def drop(match: re.Match[str]) -> str:
-                removed.append(match.group(0))
-                return " "
+        def drop(phrase: str, _: str) -> str:
+            removed.append(phrase)
+            return " "
 
-            text = self._fillers.sub(drop, text)
+        text = self._fillers.replace(text, drop)
         text = " ".join(text.split())
         return Normalized(text, fold_chars(text), tuple(applied), tuple(removed), off_topic)
