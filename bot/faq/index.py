@@ -161,15 +161,12 @@ def build_index(
     if calibration is True:
         calibration = load_calibration()
     normalizer = Normalizer(corpus.lexicon, _known_ascii(corpus.entries))
-
-    def document(text: str) -> Document:
-        normalized = normalizer.normalize(text)
-        return Document(normalized, analyzer.analyze(normalized.text))
-
     variant_texts = [text for entry in corpus.entries for text in (entry.question, *entry.alternates)]
     faq_of = np.asarray([n for n, entry in enumerate(corpus.entries) for _ in (entry.question, *entry.alternates)])
-    documents = [document(text) for text in variant_texts]
-    documents += [document(corpus.render_answer(entry)[0]) for entry in corpus.entries]
+    answer_texts = [corpus.render_answer(entry)[0] for entry in corpus.entries]
+    # The reading of long answers adds little to matching and would cost a third of the build.
+    documents = _analyse(variant_texts, normalizer, analyzer, with_reading=True)
+    documents += _analyse(answer_texts, normalizer, analyzer, with_reading=False)
     row_entry = np.r_[faq_of, np.arange(len(corpus.entries))]
 
     spaces = {name: _field_space(name, [d.field(name) for d in documents], row_entry, faq_of) for name in FIELDS}
@@ -192,6 +189,14 @@ def build_index(
         entry_texts=[clean("\n".join((e.question, *e.alternates, e.answer))) for e in corpus.entries],
         calibration=calibration or None,
     )
+
+
+def _analyse(texts: list[str], normalizer: Normalizer, analyzer: Analyzer, with_reading: bool) -> list[Document]:
+    documents = []
+    for text in texts:
+        normalized = normalizer.normalize(text)
+        documents.append(Document(normalized, analyzer.analyze(normalized.text, with_reading)))
+    return documents
 
 
 def _membership(owner: np.ndarray, groups: int) -> sparse.csr_matrix:

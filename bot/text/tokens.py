@@ -14,11 +14,12 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from sudachipy import Dictionary, SplitMode
+from sudachipy import Dictionary, Morpheme, SplitMode
 
 from bot.text.normalize import fold_chars
 
-_SKIPPED_POS = frozenset({"助詞", "助動詞", "補助記号", "記号", "空白"})
+_PUNCTUATION = frozenset({"補助記号", "空白"})
+_SKIPPED_POS = frozenset({"助詞", "助動詞", "記号"})
 # Normalised forms so common in questions that they only add noise.
 _STOP_WORDS = frozenset({"為る", "居る", "有る", "成る", "良い", "御", "様", "事", "物", "此の", "其の", "です", "ます"})
 # Negation is kept as one word: "受け取りたい" and "受け取らない" ask opposite things.
@@ -43,6 +44,7 @@ class Analyzer:
     def __init__(self) -> None:
         self._dictionary = Dictionary(dict=DICTIONARY)
         self._local = threading.local()
+        self._categories: dict[int, str] = {}
 
     def _tokenizer(self):  # type: ignore[no-untyped-def]
         tokenizer = getattr(self._local, "tokenizer", None)
@@ -51,30 +53,40 @@ class Analyzer:
             self._local.tokenizer = tokenizer
         return tokenizer
 
-    def analyze(self, text: str) -> Analysis:
+    def _category(self, pos_id: int) -> str:
+        """The top-level part of speech of a POS id; ids are few, so each is looked up once."""
+        category = self._categories.get(pos_id)
+        if category is None:
+            category = self._categories[pos_id] = self._dictionary.pos_of(pos_id)[0]
+        return category
+
+    def analyze(self, text: str, with_reading: bool = True) -> Analysis:
+        """Content words and, unless ``with_reading`` is off (long answers), the folded reading."""
         words: list[str] = []
         reading: list[str] = []
         tokenizer = self._tokenizer()
+        categories = self._categories
         for start in range(0, len(text), _CHUNK):
             for morpheme in tokenizer.tokenize(text[start : start + _CHUNK]):
-                pos = morpheme.part_of_speech()[0]
-                surface = morpheme.surface()
-                if pos in ("補助記号", "空白"):
+                pos_id = morpheme.part_of_speech_id()
+                pos = categories.get(pos_id) or self._category(pos_id)
+                if pos in _PUNCTUATION:
                     continue
-                reading.append(_reading_of(morpheme.reading_form(), surface))
-                word = morpheme.normalized_form().lower()
-                if pos == "助動詞" and word in _NEGATIONS:
-                    words.append(NEGATION)
-                    continue
+                if with_reading:
+                    reading.append(_reading_of(morpheme.reading_form(), morpheme))
                 if pos in _SKIPPED_POS:
+                    if pos == "助動詞" and morpheme.normalized_form() in _NEGATIONS:
+                        words.append(NEGATION)
                     continue
+                word = morpheme.normalized_form().lower()
                 if word not in _STOP_WORDS and word.strip():
                     words.append(word)
         return Analysis(tuple(words), fold_chars("".join(reading)))
 
 
-def _reading_of(reading: str, surface: str) -> str:
+def _reading_of(reading: str, morpheme: Morpheme) -> str:
     """Sudachi gives an empty or odd reading to unknown words; the surface is the best guess then."""
-    if not reading or (reading == "キゴウ" and surface != "記号"):
-        return surface
+    if not reading or reading == "キゴウ":
+        surface = morpheme.surface()
+        return reading if surface == "記号" else surface
     return reading
