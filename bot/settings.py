@@ -23,7 +23,7 @@ class MatcherSettings(BaseModel):
     ``suggest_ratio``: a suggestion must score at least this share of the best one.
     """
 
-    answer_threshold: float = Field(0.90, ge=0.0, le=1.0)
+    answer_threshold: float = Field(0.85, ge=0.0, le=1.0)
     suggest_threshold: float = Field(0.85, ge=0.0, le=1.0)
     answer_margin: float = Field(0.02, ge=0.0, le=1.0)
     max_suggestions: int = Field(3, ge=1, le=10)

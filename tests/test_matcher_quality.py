@@ -56,17 +56,17 @@ def test_no_test_question_was_copied_into_the_alternates(jsug_index: FaqIndex) -
 def test_dev_questions_get_few_wrong_answers_and_rank_the_right_faq_high(dev_report: dict) -> None:
     assert dev_report["wrong_answer_rate"] <= WRONG_ANSWER_TARGET
     assert dev_report["top3_recall"] >= 0.97
-    assert dev_report["mrr"] >= 0.93
-    assert dev_report["in_scope_answered_correctly"] >= 0.58
-    assert dev_report["out_of_scope_fallback"] >= 0.80
+    assert dev_report["mrr"] >= 0.95
+    assert dev_report["in_scope_answered_correctly"] >= 0.70
+    assert dev_report["out_of_scope_fallback"] >= 0.95
 
 
 def test_unseen_holdout_questions_stay_within_the_wrong_answer_target(holdout_report: dict) -> None:
     assert holdout_report["wrong_answer_rate"] <= WRONG_ANSWER_TARGET
     assert holdout_report["top3_recall"] >= 0.95
-    assert holdout_report["mrr"] >= 0.88
-    assert holdout_report["in_scope_answered_correctly"] >= 0.48
-    assert holdout_report["out_of_scope_fallback"] >= 0.85
+    assert holdout_report["mrr"] >= 0.90
+    assert holdout_report["in_scope_answered_correctly"] >= 0.60
+    assert holdout_report["out_of_scope_fallback"] >= 0.95
 
 
 @pytest.mark.parametrize(
