@@ -69,6 +69,7 @@ class FieldSpace:
         self.name = name
         self.analyze: Callable[[object], list[str]] = counter.build_analyzer()
         self.vocabulary: dict[str, int] = counter.vocabulary_
+        self.terms: np.ndarray = counter.get_feature_names_out()
         self.idf = idf
         self.unseen_idf = float(idf.max()) if len(idf) else 1.0
         inverted = sparse.csr_matrix(rows.T, dtype=np.float32)
@@ -127,13 +128,21 @@ class FaqIndex:
     variant_chars: list[str]
     variant_readings: list[str]
     variant_texts: list[str]
-    entry_words: list[frozenset[str]]
-    entry_texts: list[str]
+    entry_terms: sparse.csr_matrix
     calibration: Calibration | None = None
 
     @property
     def size(self) -> int:
         return len(self.corpus.entries)
+
+    def entry_words(self, number: int) -> frozenset[str]:
+        """The words of an entry's phrasings and answer (for explanations)."""
+        row = self.entry_terms.indices[self.entry_terms.indptr[number] : self.entry_terms.indptr[number + 1]]
+        return frozenset(self.spaces["words"].terms[row])
+
+    def entry_text(self, number: int) -> str:
+        entry = self.corpus.entries[number]
+        return clean("\n".join((entry.question, *entry.alternates, entry.answer)))
 
     def document(self, text: str) -> Document:
         """A member's question, normalised and analysed like the corpus."""
@@ -169,10 +178,10 @@ def build_index(
     documents += _analyse(answer_texts, normalizer, analyzer, with_reading=False)
     row_entry = np.r_[faq_of, np.arange(len(corpus.entries))]
 
-    spaces = {name: _field_space(name, [d.field(name) for d in documents], row_entry, faq_of) for name in FIELDS}
-    entry_words: list[set[str]] = [set() for _ in corpus.entries]
-    for doc, number in zip(documents, row_entry):
-        entry_words[number].update(doc.analysis.words)
+    spaces: dict[str, FieldSpace] = {}
+    presence: dict[str, sparse.csr_matrix] = {}
+    for name in FIELDS:
+        spaces[name], presence[name] = _field_space(name, [d.field(name) for d in documents], row_entry, faq_of)
     variants = documents[: len(variant_texts)]
     return FaqIndex(
         corpus=corpus,
@@ -185,8 +194,7 @@ def build_index(
         variant_chars=[d.normalized.chars for d in variants],
         variant_readings=[d.analysis.reading for d in variants],
         variant_texts=variant_texts,
-        entry_words=[frozenset(w) for w in entry_words],
-        entry_texts=[clean("\n".join((e.question, *e.alternates, e.answer))) for e in corpus.entries],
+        entry_terms=presence["words"],
         calibration=calibration or None,
     )
 
@@ -206,20 +214,24 @@ def _membership(owner: np.ndarray, groups: int) -> sparse.csr_matrix:
     )
 
 
-def _field_space(name: str, values: list, row_entry: np.ndarray, faq_of: np.ndarray) -> FieldSpace:
+def _field_space(
+    name: str, values: list, row_entry: np.ndarray, faq_of: np.ndarray
+) -> tuple[FieldSpace, sparse.csr_matrix]:
     """Count every row once; weigh terms by the number of *entries* that use them.
 
     The rows are the phrasings, then the answers; the postings add one centroid row per entry.
+    Also returns which terms each entry uses (entries × terms).
     """
     counter = _counter(name)
     counts = counter.fit_transform(values)
     entries = int(row_entry.max()) + 1
-    presence = (_membership(row_entry, entries) @ (counts > 0).astype(np.float32)) > 0
+    presence = ((_membership(row_entry, entries) @ (counts > 0).astype(np.float32)) > 0).tocsr()
     transformer = TfidfTransformer(sublinear_tf=True).fit(presence)
     weighted = transformer.transform(counts)
     phrasings = weighted[: len(faq_of)]
     centroids = normalize(_membership(faq_of, entries) @ phrasings)
-    return FieldSpace(name, counter, transformer.idf_, sparse.vstack([weighted, centroids]))
+    space = FieldSpace(name, counter, transformer.idf_, sparse.vstack([weighted, centroids]))
+    return space, presence
 
 
 def _counter(name: str) -> CountVectorizer:

@@ -177,7 +177,8 @@ def features(index: FaqIndex, query: Document, candidates: list[Candidate], top_
     known = index.spaces["words"].vocabulary
     count = len(words) or 1
     unseen = sum(word not in known for word in words) / count
-    coverage = sum(word in index.entry_words[top_faq] for word in words) / count
+    entry_words = index.entry_words(top_faq)
+    coverage = sum(word in entry_words for word in words) / count
     parts = top.parts
     return [
         top.score,
@@ -212,7 +213,7 @@ def match(index: FaqIndex, text: str) -> MatchResult:
         confidence, relevance = index.calibration.probabilities(features(index, query, candidates, int(order[0])))
     else:
         confidence = relevance = top.score
-    off_topic = [t for t in query.normalized.off_topic if t not in index.entry_texts[int(order[0])]]
+    off_topic = [t for t in query.normalized.off_topic if t not in index.entry_text(int(order[0]))]
     if off_topic:
         outcome, faq_id, suggestions = Outcome.FALLBACK, None, []
     elif confidence >= s.answer_threshold and top.score - runner_up >= s.answer_margin:
@@ -223,7 +224,7 @@ def match(index: FaqIndex, text: str) -> MatchResult:
         suggestions = [c.faq_id for c in candidates[: s.max_suggestions] if c.score >= floor]
     else:
         outcome, faq_id, suggestions = Outcome.FALLBACK, None, []
-    matched = sorted(set(query.analysis.words) & index.entry_words[int(order[0])])
+    matched = sorted(set(query.analysis.words) & index.entry_words(int(order[0])))
     return MatchResult(
         outcome=outcome,
         faq_id=faq_id,
