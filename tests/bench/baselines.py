@@ -14,6 +14,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sudachipy import Dictionary, SplitMode
 
 from bot.faq.corpus import Corpus
+from bot.text.tokens import DICTIONARY
 
 
 def _texts(corpus: Corpus, with_alternates: bool = True) -> list[str]:
@@ -27,7 +28,7 @@ def _texts(corpus: Corpus, with_alternates: bool = True) -> list[str]:
 class Bm25Baseline:
     def __init__(self, corpus: Corpus) -> None:
         self.ids = [e.id for e in corpus.entries]
-        self.tokenizer = Dictionary(dict="core").tokenizer(mode=SplitMode.C)
+        self.tokenizer = Dictionary(dict=DICTIONARY).tokenizer(mode=SplitMode.C)
         self.index = bm25s.BM25()
         self.index.index([self._tokens(t) for t in _texts(corpus)], show_progress=False)
 
