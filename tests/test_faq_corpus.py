@@ -107,7 +107,7 @@ def test_every_link_markup_of_the_shipped_answers_resolves_to_a_url():
         assert not LINK_MARKUP.search(text), f"{faq.id}: markup left in {text!r}"
         for link in links:
             assert link.url.startswith(("https://", "http://", "mailto:")), (faq.id, link)
-            assert link.label in text
+            assert link.text in text
         linked += len(links)
     assert linked >= len(corpus.entries)  # the answers do use links
 

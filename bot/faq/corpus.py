@@ -43,9 +43,12 @@ class CorpusError(ValueError):
 
 @dataclass(frozen=True)
 class Link:
+    """A link of links.yaml; ``text`` is the link word it stands behind in one answer (こちら)."""
+
     key: str
     label: str
     url: str
+    text: str = ""
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ class Corpus:
             link = self.links.get(match.group(2))
             if link is None:
                 return match.group(0)
-            links.append(Link(link.key, match.group(1), link.url))
+            links.append(Link(link.key, link.label, link.url, match.group(1)))
             return match.group(1)
 
         return LINK_MARKUP.sub(replace, entry.answer), links
