@@ -11,7 +11,7 @@ from typing import Sequence
 from pydantic import ValidationError
 
 from bot.faq.calibration import CALIBRATION_FILE, CalibrationError
-from bot.faq.corpus import FAQ_FILE, LINKS_FILE, CorpusError, load_faq_yaml, load_links
+from bot.faq.corpus import FAQ_FILE, LINKS_FILE, CorpusError, load_faq_yaml, load_links, read_text
 from bot.faq.evaluate import evaluate, load_cases
 from bot.faq.index import FaqIndex, open_index
 from bot.faq.matcher import match
@@ -76,9 +76,9 @@ def cmd_faq_import(args: argparse.Namespace, settings: Settings) -> int:
     faq_path = settings.faq_dir / FAQ_FILE
     output = args.output or faq_path
     try:
-        page = args.page.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CommandError(f"{args.page}: cannot read the page ({exc})") from None
+        page = read_text(args.page)
+    except CorpusError as exc:
+        raise CommandError(f"{args.page}: cannot read the page: {exc.problem}") from None
     existing = load_faq_yaml(faq_path) if faq_path.exists() else []
     links_path = settings.faq_dir / LINKS_FILE
     links = load_links(links_path) if links_path.exists() else {}

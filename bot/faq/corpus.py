@@ -90,13 +90,22 @@ class Corpus:
         return LINK_MARKUP.sub(replace, entry.answer), links
 
 
-def read_yaml(path: Path) -> Any:
+def read_text(path: Path) -> str:
+    """A UTF-8 file (with or without BOM), or a ``CorpusError`` that says why it cannot be read."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        return path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise CorpusError(path, "file not found") from None
+    except IsADirectoryError:
+        raise CorpusError(path, "is a folder, not a file") from None
     except UnicodeDecodeError as exc:
         raise CorpusError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise CorpusError(path, f"cannot be read ({exc.strerror})") from None
+
+
+def read_yaml(path: Path) -> Any:
+    text = read_text(path)
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -214,12 +223,7 @@ def load_faq_yaml(path: Path) -> list[FaqEntry]:
 def load_jsonl(path: Path) -> list[FaqEntry]:
     entries: list[FaqEntry] = []
     positions: list[str] = []
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except FileNotFoundError:
-        raise CorpusError(path, "file not found") from None
-    except UnicodeDecodeError as exc:
-        raise CorpusError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    lines = read_text(path).splitlines()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.faq.corpus import CorpusError
+from bot.faq.corpus import CorpusError, read_text
 from bot.faq.index import FaqIndex
 from bot.faq.matcher import Outcome, match
 
@@ -23,12 +23,7 @@ class EvalCase:
 
 
 def load_cases(path: Path, known_ids: set[str] | None = None) -> list[EvalCase]:
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except FileNotFoundError:
-        raise CorpusError(path, "file not found") from None
-    except UnicodeDecodeError as exc:
-        raise CorpusError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    lines = read_text(path).splitlines()
     cases: list[EvalCase] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
