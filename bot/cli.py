@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.faq.calibration import CALIBRATION_FILE, CalibrationError
 from bot.faq.corpus import FAQ_FILE, LINKS_FILE, CorpusError, load_faq_yaml, load_links, read_text
@@ -18,6 +19,7 @@ from bot.faq.matcher import match
 from bot.faq.page_import import dump_yaml, merge, parse_page
 from bot.faq.validate import validate
 from bot.settings import Settings
+from bot.storage.db import DatabaseError
 
 
 class CommandError(Exception):
@@ -107,6 +109,21 @@ def cmd_faq_calibrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.storage.db import make_engine, upgrade
+
+    upgrade(make_engine(settings.database_url))
+    print(f"database is up to date: {_safe_url(settings.database_url)}")
+    return 0
+
+
+def _safe_url(url: str) -> str:
+    """The database URL without its password, for messages and logs."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jsug-bot", description="JSUG member assistant")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -136,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     val = faq.add_parser("validate", help="check the corpus")
     val.add_argument("path", type=Path, nargs="?", help="corpus folder or file (default: faq_data/)")
     val.set_defaults(run=cmd_faq_validate)
+    db = sub.add_parser("db", help="the membership database (DATABASE_URL)").add_subparsers(
+        dest="db_command", required=True
+    )
+    db.add_parser("upgrade", help="create or migrate the schema").set_defaults(run=cmd_db_upgrade)
+
     cal = faq.add_parser("calibrate", help="fit the score calibration on question sets")
     cal.add_argument(
         "--set", nargs=2, action="append", required=True, metavar=("CORPUS", "QUESTIONS"),
@@ -144,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--output", type=Path, default=CALIBRATION_FILE)
     cal.set_defaults(run=cmd_faq_calibrate)
     return parser
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:300]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -155,8 +181,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.run(args, settings))
-    except (CorpusError, CalibrationError, CommandError) as exc:
+    except (CorpusError, CalibrationError, CommandError, DatabaseError) as exc:
         print(f"jsug-bot: {exc}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as exc:
+        print(f"jsug-bot: database error ({type(exc).__name__}): {_first_line(exc)}", file=sys.stderr)
+        print("jsug-bot: check DATABASE_URL and that the database is running and migrated (jsug-bot db upgrade)",
+              file=sys.stderr)
         return 2
     except BrokenPipeError:
         return 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -47,10 +47,39 @@ class MatcherSettings(BaseModel):
         return self
 
 
+class MailSettings(BaseModel):
+    """SMTP delivery. Without a host (the embedded default) mails stay in the outbox and the log."""
+
+    smtp_host: str | None = None
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_tls: bool = False
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    sender: str = "JSUG事務局 <no-reply@jsug.org>"
+    secretariat_address: str = "secretariat@jsug.org"
+    timeout_seconds: float = Field(10.0, gt=0)
+    max_attempts: int = Field(5, ge=1)
+
+
 class Settings(BaseSettings):
-    """Everything configurable, e.g. ``JSUG_FAQ_DIR`` or ``JSUG_MATCHER__ANSWER_THRESHOLD``."""
+    """Everything configurable, e.g. ``DATABASE_URL``, ``JSUG_FAQ_DIR``, ``JSUG_MAIL__SMTP_HOST``."""
 
     model_config = SettingsConfigDict(env_prefix="JSUG_", env_nested_delimiter="__", extra="ignore")
 
     faq_dir: Path = REPO_ROOT / "faq_data"
+    intents_dir: Path = REPO_ROOT / "intents"
+    database_url: str = Field(
+        f"sqlite:///{REPO_ROOT / 'jsug.sqlite3'}", validation_alias=AliasChoices("DATABASE_URL", "JSUG_DATABASE_URL")
+    )
+    public_url: str = "http://127.0.0.1:8000"
     matcher: MatcherSettings = MatcherSettings()
+    mail: MailSettings = MailSettings()
+    conversation_timeout_minutes: int = Field(30, ge=1)
+    reset_token_minutes: int = Field(30, ge=1)
+    reset_requests_per_hour: int = Field(3, ge=1)
+    code_minutes: int = Field(10, ge=1)
+    code_attempts: int = Field(5, ge=1)
+
+    @property
+    def is_embedded_database(self) -> bool:
+        return self.database_url.startswith("sqlite")

@@ -1,0 +1,1 @@
+"""The conversation engine: one entry point for every channel, state kept in the database."""

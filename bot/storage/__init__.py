@@ -1,0 +1,1 @@
+"""The membership database: models, the engine, migrations (Alembic)."""
