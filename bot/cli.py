@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
@@ -20,14 +23,25 @@ from bot.faq.page_import import dump_yaml, merge, parse_page
 from bot.faq.validate import validate
 from bot.settings import Settings
 from bot.storage.db import DatabaseError
+from bot.storage.members import MemberImportError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 
 class CommandError(Exception):
     """A problem the operator can fix; printed without a traceback."""
 
 
+def _json_default(value: object) -> str:
+    """Datetimes as ISO 8601 (the member commands return them as objects)."""
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def _print_json(data: object) -> None:
-    print(json.dumps(data, ensure_ascii=False, indent=None))
+    print(json.dumps(data, ensure_ascii=False, indent=None, default=_json_default))
 
 
 def _index(settings: Settings, faq: Path | None) -> FaqIndex:
@@ -49,9 +63,28 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.channels.terminal import run_chat
+    import getpass
+    import logging
 
-    run_chat(_index(settings, args.faq))
+    from bot.channels.terminal import run_chat, run_script
+    from bot.dialogue.factory import build_engine
+
+    if args.as_email and not (settings.is_embedded_database or args.trust_identity):
+        raise CommandError("--as is honoured only on the embedded demo database or with --trust-identity")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("bot.mail").setLevel(logging.INFO)
+    engine = build_engine(settings, _index(settings, args.faq) if args.faq else None)
+    user_ref = f"as:{args.as_email.lower()}" if args.as_email else f"local:{getpass.getuser()}"
+    if args.as_email:
+        engine.assume_identity("terminal", user_ref, args.as_email, operator=f"operator:{getpass.getuser()}")
+    if args.script:
+        try:
+            lines = args.script.read_text(encoding="utf-8-sig").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CommandError(f"{args.script}: cannot read the script ({exc})") from None
+        run_script(engine, user_ref, lines, args.json, sys.stdout)
+    else:
+        run_chat(engine, user_ref)
     return 0
 
 
@@ -117,6 +150,55 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+@contextmanager
+def _member_database(settings: Settings) -> Iterator[sessionmaker[Session]]:
+    """Sessions on the migrated database of DATABASE_URL; the engine is closed afterwards."""
+    from bot.storage.db import ensure_migrated, make_engine, session_factory
+
+    engine = make_engine(settings.database_url)
+    try:
+        ensure_migrated(engine)
+        yield session_factory(engine)
+    finally:
+        engine.dispose()
+
+
+def cmd_db_seed_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.storage.db import transaction
+    from bot.storage.members import DEMO_CSV, DEMO_SHARED_EMAIL, seed_demo
+
+    with _member_database(settings) as sessions, transaction(sessions) as session:
+        seed_demo(session)
+    print(f"demo data is in place ({DEMO_CSV.name}): {_safe_url(settings.database_url)}")
+    print(f"  try: jsug-bot members show {DEMO_SHARED_EMAIL}   (one address, two accounts)")
+    return 0
+
+
+def cmd_members_import(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.storage.db import transaction
+    from bot.storage.members import import_members
+
+    with _member_database(settings) as sessions, transaction(sessions) as session:
+        report = import_members(session, args.csv)
+    print(f"{args.csv}: imported")
+    print(f"  companies: {report.companies_created} created, {report.companies_updated} updated")
+    print(f"  members:   {report.members_created} created, {report.members_updated} updated, "
+          f"{report.members_unchanged} unchanged")
+    return 0
+
+
+def cmd_members_show(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.storage.members import render_accounts, show_member
+
+    with _member_database(settings) as sessions, sessions() as session:
+        accounts = show_member(session, args.email)
+    if args.json:
+        _print_json(accounts)
+    else:
+        print(render_accounts(args.email, accounts))
+    return 0
+
+
 def _safe_url(url: str) -> str:
     """The database URL without its password, for messages and logs."""
     from sqlalchemy.engine import make_url
@@ -135,8 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--faq", type=Path, help="corpus folder, faq.yaml or .jsonl (default: faq_data/)")
     ask.set_defaults(run=cmd_ask)
 
-    chat = sub.add_parser("chat", help="chat in the terminal")
+    chat = sub.add_parser("chat", help="chat with the assistant in the terminal (needs the database)")
     chat.add_argument("--faq", type=Path)
+    chat.add_argument("--as", dest="as_email", metavar="EMAIL", help="act as this member (demo database only)")
+    chat.add_argument("--trust-identity", action="store_true",
+                      help="OPERATOR FLAG: honour --as on a production database (no one-time code)")
+    chat.add_argument("--script", type=Path, help="a file: one message a line, !ACTION presses a button")
+    chat.add_argument("--json", action="store_true", help="with --script: one JSON object per turn")
     chat.set_defaults(run=cmd_chat)
 
     ev = sub.add_parser("eval", help="measure the matcher on a JSON Lines file of questions")
@@ -157,6 +244,21 @@ def build_parser() -> argparse.ArgumentParser:
         dest="db_command", required=True
     )
     db.add_parser("upgrade", help="create or migrate the schema").set_defaults(run=cmd_db_upgrade)
+    db.add_parser("seed-demo", help="add the demo companies and members (safe to run again)").set_defaults(
+        run=cmd_db_seed_demo
+    )
+
+    members = sub.add_parser("members", help="the secretariat's member list").add_subparsers(
+        dest="members_command", required=True
+    )
+    mimp = members.add_parser("import", help="create or update members from the secretariat's CSV (by login_id)")
+    mimp.add_argument("csv", type=Path, help="UTF-8 CSV with company, membership_class, name, email, login_id, "
+                      "is_representative, newsletter, postal_dm")
+    mimp.set_defaults(run=cmd_members_import)
+    show = members.add_parser("show", help="the accounts of an e-mail address, with preferences and history")
+    show.add_argument("email")
+    show.add_argument("--json", action="store_true", help="print the accounts as JSON")
+    show.set_defaults(run=cmd_members_show)
 
     cal = faq.add_parser("calibrate", help="fit the score calibration on question sets")
     cal.add_argument(
@@ -181,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.run(args, settings))
-    except (CorpusError, CalibrationError, CommandError, DatabaseError) as exc:
+    except (CorpusError, CalibrationError, CommandError, DatabaseError, MemberImportError) as exc:
         print(f"jsug-bot: {exc}", file=sys.stderr)
         return 2
     except SQLAlchemyError as exc:

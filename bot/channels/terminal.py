@@ -1,19 +1,34 @@
-"""``jsug-bot chat``: the assistant in a terminal, for trying the FAQ as a member would."""
+"""The terminal channel: ``jsug-bot chat`` and ``jsug-bot ask``.
+
+``chat`` talks to the conversation engine like any other channel; a number typed after a list of
+suggestions or buttons picks that item. ``--script`` runs a conversation without a keyboard (one
+member message a line, ``!VALUE`` presses the button whose action is VALUE) and can print each
+turn as JSON, which is how the secretariat tries a flow after editing intents.
+"""
 
 from __future__ import annotations
 
-from typing import Callable, TextIO
+import json
+from collections.abc import Callable, Iterable
+from typing import TextIO
 
+from bot.dialogue.engine import Engine
+from bot.dialogue.replies import Reply
 from bot.faq.index import FaqIndex
-from bot.faq.matcher import MatchResult, Outcome, match
+from bot.faq.matcher import MatchResult, Outcome
 from bot.messages import message
 
+CHANNEL = "terminal"
 QUIT_WORDS = frozenset({"終了", "exit", "quit", "bye", "q"})
+
+
+# --- ask: the matcher alone, for the secretariat to see why an answer was given
 
 
 def render_answer(index: FaqIndex, faq_id: str) -> str:
     entry = index.corpus.get(faq_id)
-    assert entry is not None, faq_id
+    if entry is None:
+        raise KeyError(faq_id)
     text, links = index.corpus.render_answer(entry)
     lines = [message("answer_intro", question=entry.question), text]
     if links:
@@ -41,26 +56,68 @@ def render_result(index: FaqIndex, result: MatchResult) -> str:
     return "\n".join(lines)
 
 
-def run_chat(index: FaqIndex, read: Callable[[str], str] = input, out: TextIO | None = None) -> None:
-    """A read–answer loop; a number picks one of the last suggestions."""
+# --- chat: the conversation engine
+
+
+def render_replies(replies: list[Reply]) -> tuple[str, list[str]]:
+    """Replies as terminal text, and the actions that the numbers shown stand for."""
+    lines: list[str] = []
+    choices: list[str] = []
+    for reply in replies:
+        if reply.kind == "answer":
+            lines += [message("answer_intro", question=reply.question), reply.text]
+            if reply.links:
+                lines.append(message("links_heading"))
+                lines += [f"  {link['label']}: {link['url']}" for link in reply.links]
+        elif reply.kind == "suggestions":
+            lines.append(message("suggest_intro"))
+            for item in reply.items:
+                choices.append(f"faq:{item['faq_id']}")
+                lines.append(message("suggest_item", number=len(choices), question=item["question"]))
+            lines.append(message("suggest_none_fit"))
+        elif reply.kind == "buttons":
+            lines.append(reply.text)
+            for button in reply.buttons:
+                choices.append(button.action)
+                lines.append(f"{len(choices)}. {button.label}")
+        else:
+            lines.append(reply.text)
+    return "\n".join(lines), choices
+
+
+def run_chat(engine: Engine, user_ref: str, read: Callable[[str], str] = input, out: TextIO | None = None) -> None:
     write = (lambda text: print(text, file=out)) if out else print
     write(message("chat_welcome"))
-    suggestions: list[str] = []
+    choices: list[str] = []
     while True:
         try:
-            text = read(message("chat_prompt")).strip()
+            said = read(message("chat_prompt")).strip()
         except (EOFError, KeyboardInterrupt):
             break
-        if text.lower() in QUIT_WORDS:
+        if said.lower() in QUIT_WORDS:
             break
-        if suggestions and text.isdigit():
-            choice = int(text)
-            if 1 <= choice <= len(suggestions):
-                write(render_answer(index, suggestions[choice - 1]))
-            else:
-                write(message("unknown_choice", count=len(suggestions)))
-            continue
-        result = match(index, text)
-        suggestions = result.suggestions
-        write(render_result(index, result))
+        if choices and said.isdigit():
+            number = int(said)
+            if not 1 <= number <= len(choices):
+                write(message("unknown_choice", count=len(choices)))
+                continue
+            replies = engine.handle(CHANNEL, user_ref, action=choices[number - 1])
+        else:
+            replies = engine.handle(CHANNEL, user_ref, text=said)
+        rendered, choices = render_replies(replies)
+        write(rendered)
     write(message("chat_goodbye"))
+
+
+def run_script(engine: Engine, user_ref: str, lines: Iterable[str], as_json: bool, out: TextIO) -> None:
+    """One member message a line; ``!VALUE`` presses the button whose action is VALUE."""
+    for line in lines:
+        line = line.rstrip("\n")
+        if line.startswith("!"):
+            replies = engine.handle(CHANNEL, user_ref, action=line[1:].strip())
+        else:
+            replies = engine.handle(CHANNEL, user_ref, text=line)
+        if as_json:
+            print(json.dumps({"in": line, "replies": [r.as_dict() for r in replies]}, ensure_ascii=False), file=out)
+        else:
+            print(f"{message('chat_prompt')}{line}\n{render_replies(replies)[0]}", file=out)

@@ -47,6 +47,7 @@ class Step:
     state: dict[str, Any] | None = None
     done: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
+    """``{"identify": True, "slots": {...}}`` asks the engine to verify the member, then start again."""
 
 
 class Handler(Protocol):
@@ -58,3 +59,18 @@ class Handler(Protocol):
 
     def resume(self, ctx: FlowContext, state: dict[str, Any], text: str | None, action: str | None) -> Step:
         """Continue with the member's next message or button press."""
+
+
+CONFIRM = "confirm"
+YES_WORDS = frozenset({"はい", "はい。", "yes", "y", "ok", "お願いします", "確定", "確認しました"})
+
+
+def is_yes(said: str | None, action: str | None) -> bool:
+    """A confirmation: the confirm button, or a plain yes typed by the member."""
+    return action == CONFIRM or (said is not None and said.strip().lower() in YES_WORDS)
+
+
+def clean_free_text(value: str, limit: int = 1000) -> str:
+    """Free text from a member, kept as plain text: no control characters, bounded length."""
+    kept = "".join(ch for ch in value if ch in "\n\t" or (ch.isprintable() and not 0xD800 <= ord(ch) <= 0xDFFF))
+    return kept.strip()[:limit]

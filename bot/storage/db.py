@@ -8,6 +8,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -61,3 +63,15 @@ def alembic_config(engine: Engine) -> Config:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     command.upgrade(alembic_config(engine), revision)
+
+
+def ensure_migrated(engine: Engine) -> None:
+    """Refuse to run on a database whose schema is missing or older than this code."""
+    head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    if current != head:
+        raise DatabaseError(
+            f"the database {engine.url.render_as_string(hide_password=True)} is not migrated "
+            f"(at {current or 'nothing'}, code needs {head}): run `jsug-bot db upgrade`"
+        )

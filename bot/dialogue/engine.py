@@ -1,0 +1,282 @@
+"""The conversation engine: the one entry point every channel calls.
+
+``Engine.handle(channel, user_ref, text=..., action=...)`` runs one turn inside one database
+transaction: it loads the conversation (its state lives in the database, so any worker can serve
+it and a restart loses nothing), routes the message to the running flow, an intent or the FAQ,
+records both sides of the exchange, and returns replies. Mails queued during the turn are sent
+after the commit, so a mail goes out only for a change that was stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import event, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.dialogue.flow import FlowContext, Handler, Step
+from bot.dialogue.identity_flow import IdentityFlow
+from bot.dialogue.intents import IntentIndex
+from bot.dialogue.replies import Reply, buttons, text
+from bot.faq.index import FaqIndex
+from bot.faq.matcher import Outcome, match
+from bot.mail import Mailer
+from bot.messages import message
+from bot.settings import Settings
+from bot.storage import audit
+from bot.storage.models import Conversation, Member, Message, OutboxMail
+
+log = logging.getLogger(__name__)
+
+CHANNELS = frozenset({"terminal", "web", "slack"})
+MAX_MESSAGE_CHARS = 4000
+MAX_USER_REF = 200
+START = "start:"
+FAQ = "faq:"
+CANCEL = "cancel"
+
+
+class EngineInputError(ValueError):
+    """A channel called the engine wrongly (unknown channel, missing user reference)."""
+
+
+@dataclass
+class Turn:
+    """What one turn produced: replies, and the outbox rows it queued."""
+
+    replies: list[Reply] = field(default_factory=list)
+    mails: list[OutboxMail] = field(default_factory=list)
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        faq: FaqIndex,
+        intents: IntentIndex,
+        mailer: Mailer,
+        handlers: dict[str, Handler],
+        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.faq = faq
+        self.intents = intents
+        self.mailer = mailer
+        self.handlers = handlers
+        self.identity = IdentityFlow()
+        self.clock = clock
+
+    def handle(self, channel: str, user_ref: str, text: str | None = None, action: str | None = None) -> list[Reply]:
+        """One turn. Never raises for member input; a database failure becomes an apology."""
+        if channel not in CHANNELS:
+            raise EngineInputError(f"unknown channel {channel!r} (known: {', '.join(sorted(CHANNELS))})")
+        if not user_ref or len(user_ref) > MAX_USER_REF:
+            raise EngineInputError("user_ref must be 1 to 200 characters")
+        notes: list[Reply] = []
+        if text is not None and len(text) > MAX_MESSAGE_CHARS:
+            text = text[:MAX_MESSAGE_CHARS]
+            notes.append(_text("message_too_long", limit=MAX_MESSAGE_CHARS))
+        try:
+            turn = self._run_turn(channel, user_ref, text, action)
+        except SQLAlchemyError:
+            log.exception("turn failed on the database (channel=%s)", channel)
+            return [_text("database_unavailable")]
+        return notes + turn.replies + self._deliver(turn.mails)
+
+    def assume_identity(self, channel: str, user_ref: str, email: str, operator: str) -> None:
+        """Treat ``email`` as verified for this conversation (an operator's decision, audited).
+
+        Only for the terminal's ``--as`` on the demo database or with ``--trust-identity``.
+        """
+        with self.sessions.begin() as session:
+            conversation = self._conversation(session, channel, user_ref)
+            conversation.verified_email = email.strip().lower()
+            conversation.member_id = None
+            audit.record(session, actor=operator, channel=channel, action="identity_assumed",
+                         entity="conversation", entity_id=conversation.id, after={"email": conversation.verified_email})
+
+    def _run_turn(self, channel: str, user_ref: str, text: str | None, action: str | None) -> Turn:
+        for attempt in range(2):
+            try:
+                with self.sessions.begin() as session:
+                    queued: list[OutboxMail] = []
+                    event.listen(session, "transient_to_pending", _collect_mail(queued))
+                    conversation = self._conversation(session, channel, user_ref)
+                    ctx = self._context(session, conversation)
+                    session.add(Message(conversation_id=conversation.id, direction="in",
+                                        text=text if text is not None else f"[{action}]"))
+                    turn = self._route(ctx, text, action)
+                    turn.mails = queued
+                    for reply in turn.replies:
+                        session.add(Message(conversation_id=conversation.id, direction="out",
+                                            text=reply.text, payload=reply.as_dict()))
+                    return turn
+            except IntegrityError:
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _conversation(self, session: Session, channel: str, user_ref: str) -> Conversation:
+        """The conversation row, locked for this turn (two workers never interleave one member's turns)."""
+        query = select(Conversation).where(Conversation.channel == channel, Conversation.user_ref == user_ref)
+        conversation = session.scalars(query.with_for_update()).one_or_none()
+        if conversation is None:
+            conversation = Conversation(channel=channel, user_ref=user_ref, state={})
+            session.add(conversation)
+            session.flush()
+        return conversation
+
+    def _context(self, session: Session, conversation: Conversation) -> FlowContext:
+        member = session.get(Member, conversation.member_id) if conversation.member_id else None
+        return FlowContext(
+            session=session, settings=self.settings, mailer=self.mailer, conversation=conversation,
+            channel=conversation.channel, user_ref=conversation.user_ref, now=self.clock(), member=member,
+        )
+
+    # --- routing
+
+    def _route(self, ctx: FlowContext, text: str | None, action: str | None) -> Turn:
+        state = dict(ctx.conversation.state or {})
+        replies: list[Reply] = []
+        if state.get("flow") and self._expired(ctx):
+            state = {}
+            replies.append(_text("flow_expired"))
+        if action == CANCEL or (text is not None and state.get("flow") and self._is_cancel(text)):
+            replies.append(_text("cancelled" if state.get("flow") else "nothing_to_cancel"))
+            return self._save(ctx, {}, replies)
+        if action is not None:
+            return self._save(ctx, *self._on_action(ctx, state, action, replies))
+        if state.get("flow"):
+            return self._save(ctx, *self._continue(ctx, state, text, None, replies))
+        return self._save(ctx, *self._on_text(ctx, state, text or "", replies))
+
+    def _on_action(self, ctx: FlowContext, state: dict[str, Any], action: str, replies: list[Reply]):
+        if action.startswith(START) and action[len(START):] in self.handlers:
+            slots = {"question": state.get("last_question", "")}
+            return self._start(ctx, action[len(START):], slots, replies)
+        if action.startswith(FAQ) and self.faq.corpus.get(action[len(FAQ):]):
+            return state, replies + self._answer(action[len(FAQ):])
+        if state.get("flow"):
+            return self._continue(ctx, state, None, action, replies)
+        return state, replies + [_text("stale_button")]
+
+    def _on_text(self, ctx: FlowContext, state: dict[str, Any], said: str, replies: list[Reply]):
+        intent = self.intents.detect(said) if said.strip() else None
+        if intent and intent.name in ("greeting", "thanks"):
+            return state, replies + [_text(intent.name)]
+        if intent and intent.name == "cancel":
+            return state, replies + [_text("nothing_to_cancel")]
+        if intent and intent.name == "human":
+            return self._start(ctx, "secretariat_request", {"kind": "inquiry"}, replies)
+        if intent and intent.handler:
+            return self._start(ctx, intent.handler, {}, replies)
+        result = match(self.faq, said)
+        if result.outcome is Outcome.ANSWER and result.faq_id:
+            return {}, replies + self._answer(result.faq_id)
+        if result.outcome is Outcome.SUGGEST:
+            return {}, replies + [self._suggestions(result.suggestions)]
+        if not said.strip():
+            return {}, replies + [_text("empty_question")]
+        offer = buttons(message("fallback_offer"), (message("to_secretariat_button"), f"{START}secretariat_request"))
+        return {"last_question": said}, replies + [offer]
+
+    def _start(self, ctx: FlowContext, name: str, slots: dict[str, Any], replies: list[Reply]):
+        handler = self.handlers[name]
+        if handler.needs_identity and ctx.member is None:
+            return self._identified(ctx, self.identity.start(ctx, {"then": name, "slots": slots}), replies)
+        return self._after(ctx, name, handler.start(ctx, slots), replies)
+
+    def _identified(self, ctx: FlowContext, step: Step, replies: list[Reply]):
+        """After an identity step: start the waiting handler once the member is known."""
+        if step.done and ctx.member is not None:
+            then = step.extras["then"]
+            return self._after(ctx, then, self.handlers[then].start(ctx, step.extras["slots"]), replies + step.replies)
+        return self._after(ctx, "identify", step, replies)
+
+    def _continue(self, ctx: FlowContext, state: dict[str, Any], said: str | None, action: str | None,
+                  replies: list[Reply]):
+        name = state["flow"]
+        if name == "identify":
+            return self._identified(ctx, self.identity.resume(ctx, state["data"], said, action), replies)
+        return self._after(ctx, name, self.handlers[name].resume(ctx, state["data"], said, action), replies)
+
+    def _after(self, ctx: FlowContext, name: str, step: Step, replies: list[Reply]):
+        if step.extras.get("identify") and ctx.member is None:
+            data = {"then": name, "slots": step.extras.get("slots", {})}
+            return self._identified(ctx, self.identity.start(ctx, data), replies + step.replies)
+        if step.done or step.state is None:
+            return {}, replies + step.replies
+        return {"flow": name, "data": step.state}, replies + step.replies
+
+    def _save(self, ctx: FlowContext, state: dict[str, Any], replies: list[Reply]) -> Turn:
+        conversation = ctx.conversation
+        conversation.state = state
+        conversation.state_updated_at = ctx.now
+        conversation.version = (conversation.version or 0) + 1
+        return Turn(replies=replies)
+
+    def _expired(self, ctx: FlowContext) -> bool:
+        updated = ctx.conversation.state_updated_at
+        if updated.tzinfo is None:
+            updated = updated.replace(tzinfo=timezone.utc)
+        return ctx.now - updated > timedelta(minutes=self.settings.conversation_timeout_minutes)
+
+    def _is_cancel(self, said: str) -> bool:
+        intent = self.intents.detect(said)
+        return intent is not None and intent.name == "cancel"
+
+    # --- FAQ replies
+
+    def _answer(self, faq_id: str) -> list[Reply]:
+        entry = self.faq.corpus.get(faq_id)
+        assert entry is not None
+        body, links = self.faq.corpus.render_answer(entry)
+        replies = [Reply("answer", text=body, faq_id=entry.id, question=entry.question,
+                         links=[{"label": link.label, "text": link.text, "url": link.url} for link in links])]
+        if entry.action and entry.action in self.handlers:
+            label = message(f"action_button_{entry.action}")
+            replies.append(buttons(message("action_offer"), (label, f"{START}{entry.action}")))
+        return replies
+
+    def _suggestions(self, faq_ids: list[str]) -> Reply:
+        items = []
+        for faq_id in faq_ids:
+            entry = self.faq.corpus.get(faq_id)
+            if entry is not None:
+                items.append({"faq_id": entry.id, "question": entry.question})
+        return Reply("suggestions", text=message("suggestions_intro"), items=items)
+
+    # --- mail
+
+    def _deliver(self, mails: list[OutboxMail]) -> list[Reply]:
+        """Send what this turn queued; tell the member honestly if it could not go out yet."""
+        if not mails:
+            return []
+        try:
+            report = self.mailer.deliver_pending()
+        except Exception:  # noqa: BLE001 - the change is stored; delivery is retried later
+            log.exception("mail delivery failed after a committed turn")
+            return [_text("mail_delayed")]
+        delivered = set(report.sent) | set(report.logged)
+        if any(mail.id not in delivered for mail in mails):
+            return [_text("mail_delayed")]
+        return []
+
+
+def _collect_mail(queued: list[OutboxMail]) -> Callable[[Session, object], None]:
+    def collect(_session: Session, obj: object) -> None:
+        if isinstance(obj, OutboxMail):
+            queued.append(obj)
+
+    return collect
+
+
+def _text(key: str, **values: object) -> Reply:
+    return text(message(key, **values))

@@ -1,0 +1,84 @@
+"""Requests to the secretariat: recorded once, with their history, the transcript and the channel
+the member used, so that the secretariat answers once and the answer reaches the member there."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.storage import audit
+from bot.storage.models import Conversation, Member, Message, RequestEvent, RequestStatus, SecretariatRequest
+
+TRANSCRIPT_MESSAGES = 40
+KIND_LABELS = {
+    "company_withdrawal": "企業としての退会",
+    "user_deregistration": "JSUGNET利用登録の解除",
+    "company_name_change": "会社名の変更",
+    "representative_change": "企業代表者の変更",
+    "inquiry": "お問い合わせ",
+}
+
+
+def transcript(session: Session, conversation: Conversation) -> list[dict[str, str]]:
+    """The last messages of the conversation, oldest first, as the secretariat will read them."""
+    rows = session.scalars(
+        select(Message).where(Message.conversation_id == conversation.id).order_by(Message.id.desc())
+        .limit(TRANSCRIPT_MESSAGES)
+    ).all()
+    return [{"from": "member" if m.direction == "in" else "assistant", "text": m.text,
+             "at": m.created_at.isoformat()} for m in reversed(rows)]
+
+
+def open_request(
+    session: Session,
+    *,
+    kind: str,
+    idempotency_key: str,
+    conversation: Conversation,
+    member: Member | None,
+    details: dict[str, Any],
+    actor: str,
+) -> tuple[SecretariatRequest, bool]:
+    """Record a request, or return the one already recorded under ``idempotency_key``.
+
+    Returns (request, created): a confirmation sent twice records one request, not two.
+    """
+    existing = session.scalars(
+        select(SecretariatRequest).where(SecretariatRequest.idempotency_key == idempotency_key)
+    ).one_or_none()
+    if existing is not None:
+        return existing, False
+    request = SecretariatRequest(
+        kind=kind,
+        member_id=member.id if member else None,
+        company_id=member.company_id if member else None,
+        conversation_id=conversation.id,
+        channel=conversation.channel,
+        user_ref=conversation.user_ref,
+        details={**details, "transcript": transcript(session, conversation)},
+        idempotency_key=idempotency_key,
+    )
+    session.add(request)
+    session.flush()
+    session.add(RequestEvent(request_id=request.id, status=RequestStatus.OPEN.value, note="受付", actor=actor))
+    audit.record(session, actor=actor, channel=conversation.channel, action="request_opened",
+                 entity="secretariat_request", entity_id=request.id, after={"kind": kind, **details})
+    return request, True
+
+
+def secretariat_mail_body(request: SecretariatRequest, member: Member | None) -> str:
+    lines = [f"受付番号: {request.id}", f"種別: {KIND_LABELS.get(request.kind, request.kind)}",
+             f"チャネル: {request.channel}"]
+    if member is not None:
+        lines += [f"会員: {member.name} ({member.login_id}, {member.email})", f"会社: {member.company.name}",
+                  f"企業代表者: {'はい' if member.is_representative else 'いいえ'}"]
+    else:
+        lines.append("会員: 本人確認なし")
+    for key, value in request.details.items():
+        if key != "transcript":
+            lines.append(f"{key}: {value}")
+    lines += ["", "--- 会話の記録 ---"]
+    lines += [f"[{m['from']}] {m['text']}" for m in request.details.get("transcript", [])]
+    return "\n".join(lines)

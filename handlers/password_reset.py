@@ -1,0 +1,239 @@
+"""The password_reset action: mail a one-time reset link to every account of an address.
+
+Anyone may ask, so nothing here tells the asker whether the address is registered: the reply,
+the return value and the writes that can be observed from outside are the same either way, and
+the hourly limit counts requests for unregistered addresses too. Each account of the address gets
+its own mail with its login ID and a single-use link; only the link token's SHA-256 is stored.
+
+``request_reset``, ``check_token`` and ``reset_password`` are also what the web reset page
+calls; ``PasswordResetHandler`` is the conversation that leads to ``request_reset``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from bot.clock import utc
+from bot.dialogue import replies
+from bot.dialogue.flow import FlowContext, Step
+from bot.identity import InvalidEmailError, email_hash, hash_password, members_by_email, parse_email
+from bot.mail import Mailer
+from bot.settings import Settings
+from bot.storage import audit
+from bot.storage.models import Member, PasswordResetRequest, PasswordResetToken
+
+log = logging.getLogger("handlers.password_reset")
+
+ACTIVE = "active"
+MIN_PASSWORD = 8
+MAX_PASSWORD = 128
+MAX_TOKEN_CHARS = 200
+MAX_EMAIL_TRIES = 3
+
+# Member-facing texts (the engine's owner will move them to bot/messages.yaml with the others).
+MESSAGES = {
+    "ask_email": "パスワード再設定のご案内をお送りします。JSUGNETにご登録のメールアドレスを入力してください。",
+    "malformed_email": (
+        "メールアドレスの形式が正しくないようです。"
+        "「taro.yamada@example.co.jp」のような形式で、もう一度入力してください。"
+    ),
+    "gave_up": (
+        "メールアドレスを確認できなかったため、パスワード再設定の受付をいったん終了しました。"
+        "お手数ですが、もう一度最初からお試しいただくか、JSUG事務局にお問い合わせください。"
+    ),
+    "requested": (
+        "ご入力のアドレスが登録されている場合、パスワード再設定のご案内をお送りしました。"
+        "メールに記載のリンクから{minutes}分以内に新しいパスワードを設定してください。"
+        "メールが届かない場合は、迷惑メールフォルダもご確認ください。"
+    ),
+    "mail_subject": "【JSUG】パスワード再設定のご案内",
+    "mail_body": (
+        "{name} 様\n"
+        "\n"
+        "JSUGNETのパスワード再設定のご依頼を承りました。\n"
+        "\n"
+        "ログインID: {login_id}\n"
+        "\n"
+        "次のリンクから、{minutes}分以内に新しいパスワードを設定してください。"
+        "リンクは一度だけお使いいただけます。\n"
+        "{link}\n"
+        "\n"
+        "同じメールアドレスで複数のアカウントをお持ちの場合は、アカウントごとにこのメールをお送りしています。\n"
+        "お心当たりのない場合は、このメールを破棄してください。パスワードは変更されません。\n"
+        "\n"
+        "JSUG事務局"
+    ),
+    "password_length": "パスワードは{min}文字以上{max}文字以内で入力してください。",
+    "password_digits_only": "数字だけのパスワードは設定できません。英字や記号も組み合わせてください。",
+}
+
+
+class TokenError(Exception):
+    """A reset link that cannot be used; ``reason``: "unknown" (also forged), "expired" or "used"."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PasswordPolicyError(ValueError):
+    """A new password the policy refuses; the message is the Japanese text to show the member."""
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def request_reset(
+    session: Session, mailer: Mailer, settings: Settings, email: str, channel: str, actor: str, now: datetime
+) -> None:
+    """Queue a reset mail for each active account of ``email``, in the caller's transaction.
+
+    Returns None whether or not the address is registered, and whether or not the hourly limit
+    (``settings.reset_requests_per_hour`` per address) has been reached; over the limit nothing
+    is mailed. Raises ``InvalidEmailError`` for text that is not an address (ask again first).
+    """
+    address = parse_email(email)
+    if address is None:
+        raise InvalidEmailError("not an e-mail address")
+    now = utc(now)
+    address_hash = email_hash(address)
+    recent = session.scalar(
+        select(func.count(PasswordResetRequest.id)).where(
+            PasswordResetRequest.email_hash == address_hash,
+            PasswordResetRequest.created_at > now - timedelta(hours=1),
+        )
+    )
+    session.add(PasswordResetRequest(email_hash=address_hash, created_at=now))
+    if recent is not None and recent >= settings.reset_requests_per_hour:
+        log.info("password reset for address %s… not sent: hourly limit reached", address_hash[:12])
+        return
+    expires_at = now + timedelta(minutes=settings.reset_token_minutes)
+    base_url = settings.public_url.rstrip("/")
+    for member in members_by_email(session, address):
+        token = secrets.token_urlsafe(32)
+        row = PasswordResetToken(
+            member_id=member.id, token_hash=token_hash(token), email_hash=address_hash, expires_at=expires_at,
+            created_at=now,
+        )
+        session.add(row)
+        session.flush()
+        mail = mailer.queue(
+            session,
+            member.email,
+            MESSAGES["mail_subject"],
+            MESSAGES["mail_body"].format(
+                name=member.name,
+                login_id=member.login_id,
+                minutes=settings.reset_token_minutes,
+                link=f"{base_url}/reset-password?token={token}",
+            ),
+        )
+        audit.record(
+            session, actor=actor, channel=channel, action="password_reset_requested", entity="member",
+            entity_id=member.id, before=None,
+            after={"reset_token_id": row.id, "outbox_id": mail.id, "expires_at": expires_at.isoformat()},
+        )
+        log.info("password reset token %d for member %d queued as mail %d", row.id, member.id, mail.id)
+
+
+def _usable_token(session: Session, token: str, now: datetime, *, lock: bool) -> tuple[PasswordResetToken, Member]:
+    now = utc(now)
+    token = (token or "").strip()
+    if not token or len(token) > MAX_TOKEN_CHARS:
+        raise TokenError("unknown")
+    query = select(PasswordResetToken).where(PasswordResetToken.token_hash == token_hash(token))
+    row = session.scalars(query.with_for_update() if lock else query).first()
+    if row is None:
+        raise TokenError("unknown")
+    if row.used_at is not None:
+        raise TokenError("used")
+    if utc(row.expires_at) <= now:
+        raise TokenError("expired")
+    member = session.get(Member, row.member_id)
+    if member is None or member.status != ACTIVE:
+        raise TokenError("unknown")
+    return row, member
+
+
+def check_token(session: Session, token: str, now: datetime) -> Member:
+    """The member a reset link belongs to, if it can still be used; else ``TokenError``."""
+    return _usable_token(session, token, now, lock=False)[1]
+
+
+def check_password_policy(password: str) -> None:
+    """Raise ``PasswordPolicyError`` (Japanese message) unless 8–128 characters, not digits only."""
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise PasswordPolicyError(MESSAGES["password_length"].format(min=MIN_PASSWORD, max=MAX_PASSWORD))
+    if password.isdigit():
+        raise PasswordPolicyError(MESSAGES["password_digits_only"])
+
+
+def reset_password(session: Session, token: str, new_password: str, channel: str, now: datetime) -> Member:
+    """Set the member's new password with a reset link; the link and the member's others die with it.
+
+    The policy is checked before anything is written, so a refused password leaves the link
+    usable for a second try. Raises ``TokenError`` or ``PasswordPolicyError``.
+    """
+    now = utc(now)
+    row, member = _usable_token(session, token, now, lock=True)
+    check_password_policy(new_password)
+    claimed = session.execute(
+        update(PasswordResetToken)
+        .where(PasswordResetToken.id == row.id, PasswordResetToken.used_at.is_(None))
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if claimed != 1:
+        raise TokenError("used")  # a concurrent reset with the same link got there first
+    session.execute(
+        update(PasswordResetToken)
+        .where(PasswordResetToken.member_id == member.id, PasswordResetToken.used_at.is_(None))
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.expire(row)
+    had_password = member.password_hash is not None
+    member.password_hash = hash_password(new_password)
+    audit.record(
+        session, actor=f"member:{member.id}", channel=channel, action="password_changed", entity="member",
+        entity_id=member.id, before={"password_set": had_password},
+        after={"password_set": True, "reset_token_id": row.id},
+    )
+    session.flush()
+    log.info("password of member %d changed with reset token %d", member.id, row.id)
+    return member
+
+
+class PasswordResetHandler:
+    """Ask for the address (unless already given), then request the reset; one reply for all cases."""
+
+    name = "password_reset"
+    needs_identity = False
+
+    def start(self, ctx: FlowContext, slots: dict[str, Any]) -> Step:
+        given = slots.get("email")
+        if isinstance(given, str) and given.strip():
+            return self._take(ctx, given, tries=0)
+        return Step([replies.text(MESSAGES["ask_email"])], state={"step": "email", "tries": 0})
+
+    def resume(self, ctx: FlowContext, state: dict[str, Any], text: str | None, action: str | None) -> Step:
+        return self._take(ctx, text, tries=int(state.get("tries", 0)))
+
+    def _take(self, ctx: FlowContext, text: str | None, tries: int) -> Step:
+        address = parse_email(text)
+        if address is None:
+            tries += 1
+            if tries >= MAX_EMAIL_TRIES:
+                return Step([replies.text(MESSAGES["gave_up"])], state=None, done=True)
+            return Step([replies.text(MESSAGES["malformed_email"])], state={"step": "email", "tries": tries})
+        request_reset(ctx.session, ctx.mailer, ctx.settings, address, ctx.channel, ctx.actor, ctx.now)
+        reply = MESSAGES["requested"].format(minutes=ctx.settings.reset_token_minutes)
+        return Step([replies.text(reply)], state=None, done=True)
