@@ -141,6 +141,11 @@ def issue_code(
     if not members:
         log.info("one-time code %d: no active account for address %s…", row.id, email_hash(address)[:12])
         return
+    if _codes_mailed_within_hour(session, members[0].email, now) > settings.codes_per_hour:
+        # The row stays unmatchable, like a guess: the caller sees no difference, the inbox no flood.
+        row.email = ""
+        log.info("one-time code %d: hourly limit reached for %s…", row.id, email_hash(address)[:12])
+        return
     code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
     row.code_hash = _code_hash(row.id, code)
     mail = mailer.queue(
@@ -150,6 +155,14 @@ def issue_code(
         MESSAGES["code_body"].format(code=code, minutes=settings.code_minutes),
     )
     log.info("one-time code %d queued as mail %d", row.id, mail.id)
+
+
+def _codes_mailed_within_hour(session: Session, email: str, now: datetime) -> int:
+    since = now - timedelta(hours=1)
+    query = select(func.count()).select_from(OneTimeCode).where(
+        OneTimeCode.email == email, OneTimeCode.created_at >= since
+    )
+    return int(session.scalar(query) or 0)
 
 
 def verify_code(

@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     reset_requests_per_hour: int = Field(3, ge=1)
     code_minutes: int = Field(10, ge=1)
     code_attempts: int = Field(5, ge=1)
+    codes_per_hour: int = Field(5, ge=1)
 
     @property
     def is_embedded_database(self) -> bool:

@@ -8,7 +8,6 @@ company representative account), the member chooses which one acts.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from bot import identity
@@ -17,13 +16,8 @@ from bot.dialogue.replies import buttons, text
 from bot.messages import message
 from bot.storage.models import Member
 
-EMAIL = re.compile(r"^[^@\s<>()\[\];:,\"']+@[^@\s<>()\[\];:,\"']+\.[^@\s<>()\[\];:,\"']+$")
 ACCOUNT = "account:"
 MAX_EMAIL_TRIES = 3
-
-
-def is_email(value: str) -> bool:
-    return len(value) <= 254 and bool(EMAIL.match(value))
 
 
 class IdentityFlow:
@@ -46,8 +40,9 @@ class IdentityFlow:
             return self._on_account(ctx, data, action[len(ACCOUNT):])
         return Step([text(message("stale_button"))], data)
 
-    def _on_email(self, ctx: FlowContext, data: dict[str, Any], email: str) -> Step:
-        if not is_email(email):
+    def _on_email(self, ctx: FlowContext, data: dict[str, Any], typed: str) -> Step:
+        email = identity.parse_email(typed)
+        if email is None:
             tries = data["tries"] + 1
             if tries >= MAX_EMAIL_TRIES:
                 return Step([text(message("identity_code_failed"))], done=True)

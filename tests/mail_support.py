@@ -1,0 +1,141 @@
+"""A real SMTP server (aiosmtpd) for the mail tests, and members created directly in the database.
+
+Test modules import the fixtures they use from here (``tests/conftest.py`` belongs to the
+database and FAQ fixtures).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.mail import Mailer
+from bot.settings import MailSettings, Settings
+from bot.storage.models import Company, Member, Preferences
+
+SMTP_HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A port nobody listens on (right now): bind to 0, read the port, let it go."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((SMTP_HOST, 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Inbox:
+    """An aiosmtpd handler that keeps every mail it accepts; may refuse recipients or dawdle."""
+
+    refuse: set[str] = field(default_factory=set)
+    delay_seconds: float = 0.0
+    envelopes: list[Any] = field(default_factory=list)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 - aiosmtpd's name
+        if address in self.refuse:
+            return "550 5.1.1 mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
+        if self.delay_seconds:
+            await asyncio.sleep(self.delay_seconds)
+        self.envelopes.append(envelope)
+        return "250 Message accepted for delivery"
+
+    @property
+    def messages(self) -> list[EmailMessage]:
+        return [message_from_bytes(envelope.content, policy=policy.default) for envelope in self.envelopes]
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [message for message in self.messages if message["To"] == address]
+
+
+@dataclass
+class SmtpServer:
+    port: int
+    inbox: Inbox
+    controller: Controller
+
+    def settings(self, **mail: Any) -> Settings:
+        return Settings(mail=MailSettings(smtp_host=SMTP_HOST, smtp_port=self.port, **mail))
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+def start_smtp(port: int | None = None, inbox: Inbox | None = None, **options: Any) -> SmtpServer:
+    inbox = inbox or Inbox()
+    port = port or free_port()
+    controller = Controller(inbox, hostname=SMTP_HOST, port=port, **options)
+    controller.start()
+    return SmtpServer(port, inbox, controller)
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    server = start_smtp()
+    yield server
+    server.stop()
+
+
+def add_member(
+    session: Session, company: Company, login_id: str, email: str, *, representative: bool = False,
+    status: str = "active",
+) -> Member:
+    member = Member(
+        company=company, name=f"{login_id} 様", email=email, login_id=login_id, is_representative=representative,
+        status=status,
+    )
+    session.add(member)
+    session.add(Preferences(member=member))
+    return member
+
+
+@dataclass(frozen=True)
+class Members:
+    """Ids of the test members: Yamada owns two accounts on one address, Sato one, Old is withdrawn."""
+
+    yamada_personal: int
+    yamada_representative: int
+    sato: int
+    withdrawn: int
+
+
+YAMADA = "yamada@example.com"
+SATO = "sato@example.co.jp"
+WITHDRAWN = "old@example.com"
+
+
+@pytest.fixture
+def members(sessions: sessionmaker[Session]) -> Members:
+    with sessions.begin() as session:
+        acme = Company(name="アクメ株式会社")
+        beta = Company(name="ベータ工業株式会社", membership_class="賛助会員")
+        session.add_all([acme, beta])
+        created = Members(
+            yamada_personal=_id(session, add_member(session, acme, "yamada", YAMADA)),
+            yamada_representative=_id(session, add_member(session, beta, "beta-rep", "Yamada@Example.com",
+                                                          representative=True)),
+            sato=_id(session, add_member(session, acme, "sato", SATO)),
+            withdrawn=_id(session, add_member(session, acme, "old", WITHDRAWN, status="withdrawn")),
+        )
+    return created
+
+
+def _id(session: Session, member: Member) -> int:
+    session.flush()
+    return member.id
+
+
+def mailer_for(settings: Settings, sessions: sessionmaker[Session]) -> Mailer:
+    return Mailer(settings.mail, sessions)

@@ -1,0 +1,278 @@
+"""Who a member is: one-time codes mailed through a real SMTP server, Slack links, password hashes."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.identity import (
+    CodeCheck,
+    email_hash,
+    hash_password,
+    issue_code,
+    link_slack_user,
+    members_by_email,
+    parse_email,
+    slack_members,
+    verify_code,
+    verify_password,
+)
+from bot.mail import Mailer
+from bot.settings import Settings
+from bot.storage.models import AuditLog, ChannelIdentity, OneTimeCode, OutboxMail
+from tests.mail_support import (  # noqa: F401 - fixtures
+    SATO,
+    WITHDRAWN,
+    YAMADA,
+    Members,
+    SmtpServer,
+    members,
+    smtp_server,
+)
+
+NOW = datetime(2026, 11, 25, 9, 0, tzinfo=timezone.utc)
+CODE = re.compile(r"確認コード: (\d{6})")
+
+
+@pytest.fixture
+def settings(smtp_server: SmtpServer) -> Settings:
+    return smtp_server.settings()
+
+
+@pytest.fixture
+def mailer(settings: Settings, sessions: sessionmaker[Session]) -> Mailer:
+    return Mailer(settings.mail, sessions)
+
+
+def request_code(sessions, mailer, settings, email: str, user_ref: str = "web-1", now: datetime = NOW) -> None:
+    with sessions.begin() as session:
+        assert issue_code(session, mailer, settings, "web", user_ref, email, now) is None
+
+
+def mailed_code(mailer: Mailer, smtp_server: SmtpServer) -> str:
+    """Deliver the queued mails and read the newest code out of the inbox."""
+    mailer.deliver_pending()
+    body = smtp_server.inbox.messages[-1].get_content()
+    match = CODE.search(body)
+    assert match, body
+    return match.group(1)
+
+
+def check(sessions, settings, code: str, user_ref: str = "web-1", now: datetime = NOW) -> CodeCheck:
+    with sessions.begin() as session:
+        return verify_code(session, settings, "web", user_ref, code, now)
+
+
+def other_code(code: str) -> str:
+    return f"{(int(code) + 1) % 10**6:06d}"
+
+
+# -- addresses -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [
+        ("yamada@example.com", "yamada@example.com"),
+        ("  Yamada@Example.COM \n", "Yamada@Example.COM"),
+        ("ｙａｍａｄａ＠ｅｘａｍｐｌｅ．ｃｏｍ", "yamada@example.com"),  # typed with a Japanese input method
+        ("o'brien+jsug@mail.example.co.jp", "o'brien+jsug@mail.example.co.jp"),
+        ("yamada", None),
+        ("yamada@example", None),
+        ("yamada@@example.com", None),
+        ("yamada @example.com", None),
+        ("yamada@example.com, sato@example.co.jp", None),
+        ("' OR '1'='1", None),
+        ("x@example.com'; DROP TABLE members; --", None),
+        ("<script>alert(1)</script>@example.com", None),
+        ('"><img src=x onerror=alert(1)>', None),
+        ("山田@例え.jp", None),
+        ("", None),
+        (None, None),
+        ("a" * 310 + "@example.com", None),
+    ],
+)
+def test_parse_email(typed: str | None, expected: str | None) -> None:
+    assert parse_email(typed) == expected
+
+
+def test_members_by_email_is_case_insensitive_and_only_active(sessions, members: Members) -> None:
+    with sessions() as session:
+        assert [m.id for m in members_by_email(session, "YAMADA@example.COM")] == [
+            members.yamada_personal, members.yamada_representative]
+        assert [m.id for m in members_by_email(session, f" {SATO} ")] == [members.sato]
+        assert members_by_email(session, WITHDRAWN) == []
+        assert members_by_email(session, "nobody@example.com") == []
+
+
+def test_email_hash_ignores_case_and_blanks() -> None:
+    assert email_hash(" Yamada@Example.com") == email_hash("yamada@example.com")
+    assert len(email_hash("yamada@example.com")) == 64
+
+
+# -- one-time codes ------------------------------------------------------------------------------
+
+
+def test_the_mailed_code_verifies_once(sessions, mailer, settings, smtp_server, members: Members) -> None:
+    request_code(sessions, mailer, settings, "Yamada@Example.com")
+    code = mailed_code(mailer, smtp_server)
+    [message] = smtp_server.inbox.messages  # one mail, though the address has two accounts
+    assert message["To"] == YAMADA and message["Subject"] == "【JSUG】確認コードのお知らせ"
+    with sessions() as session:
+        stored = session.scalars(select(OneTimeCode)).one()
+        assert code not in stored.code_hash and len(stored.code_hash) == 64
+
+    assert check(sessions, settings, code) == CodeCheck(True, YAMADA, "ok")
+    assert check(sessions, settings, code) == CodeCheck(False, None, "none")  # single use
+
+
+def test_a_code_typed_in_full_width_digits_is_accepted(sessions, mailer, settings, smtp_server, members) -> None:
+    request_code(sessions, mailer, settings, SATO)
+    code = mailed_code(mailer, smtp_server)
+    full_width = code.translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+    assert check(sessions, settings, f" {full_width} ").ok
+
+
+def test_the_fifth_wrong_code_locks_it_even_for_the_right_code(
+    sessions, mailer, settings, smtp_server, members
+) -> None:
+    request_code(sessions, mailer, settings, SATO)
+    code = mailed_code(mailer, smtp_server)
+    wrong = other_code(code)
+
+    reasons = [check(sessions, settings, wrong).reason for _ in range(settings.code_attempts)]
+
+    assert reasons == ["wrong"] * (settings.code_attempts - 1) + ["too_many"]
+    assert check(sessions, settings, code) == CodeCheck(False, None, "too_many")
+
+
+def test_the_right_code_on_the_last_attempt_still_counts(sessions, mailer, settings, smtp_server, members) -> None:
+    request_code(sessions, mailer, settings, SATO)
+    code = mailed_code(mailer, smtp_server)
+    for _ in range(settings.code_attempts - 1):
+        assert check(sessions, settings, other_code(code)).reason == "wrong"
+    assert check(sessions, settings, code).ok
+
+
+def test_an_expired_code_is_refused(sessions, mailer, settings, smtp_server, members) -> None:
+    request_code(sessions, mailer, settings, SATO)
+    code = mailed_code(mailer, smtp_server)
+    later = NOW + timedelta(minutes=settings.code_minutes)
+    assert check(sessions, settings, code, now=later) == CodeCheck(False, None, "expired")
+    assert check(sessions, settings, code, now=later - timedelta(seconds=1)).ok
+
+
+def test_a_user_ref_without_a_code_gets_none(sessions, mailer, settings, smtp_server, members) -> None:
+    request_code(sessions, mailer, settings, SATO, user_ref="web-1")
+    code = mailed_code(mailer, smtp_server)
+    assert check(sessions, settings, code, user_ref="web-2") == CodeCheck(False, None, "none")
+    with sessions.begin() as session:  # the same user on another channel has no code either
+        assert verify_code(session, settings, "terminal", "web-1", code, NOW).reason == "none"
+
+
+def test_a_new_code_replaces_the_old_one(sessions, mailer, settings, smtp_server, members) -> None:
+    request_code(sessions, mailer, settings, SATO)
+    old = mailed_code(mailer, smtp_server)
+    request_code(sessions, mailer, settings, SATO, now=NOW + timedelta(minutes=1))
+    new = mailed_code(mailer, smtp_server)
+    if old == new:
+        pytest.skip("the two random codes happen to be equal")
+
+    assert check(sessions, settings, old).reason == "wrong"
+    assert check(sessions, settings, new).ok
+
+
+def test_an_unregistered_address_gets_no_mail_and_answers_like_a_member(
+    sessions, mailer, settings, smtp_server, members
+) -> None:
+    for email, user_ref in ((SATO, "member"), ("nobody@example.com", "stranger"), (WITHDRAWN, "withdrawn")):
+        request_code(sessions, mailer, settings, email, user_ref=user_ref)
+    mailer.deliver_pending()
+
+    assert [message["To"] for message in smtp_server.inbox.messages] == [SATO]
+    for user_ref in ("member", "stranger", "withdrawn"):  # guesses fare the same, registered or not
+        reasons = [check(sessions, settings, "000000", user_ref=user_ref).reason for _ in range(5)]
+        assert reasons == ["wrong"] * 4 + ["too_many"]
+    with sessions() as session:  # the stranger's address is not kept
+        stored = session.scalars(select(OneTimeCode.email).order_by(OneTimeCode.id)).all()
+        assert stored == [SATO, "", ""]
+
+
+def test_text_that_is_no_address_behaves_like_an_unregistered_one(sessions, mailer, settings, members) -> None:
+    request_code(sessions, mailer, settings, "'; DROP TABLE members; --")
+    assert check(sessions, settings, "123456").reason == "wrong"
+    with sessions() as session:
+        assert session.scalar(select(func.count(OutboxMail.id))) == 0
+        assert len(members_by_email(session, SATO)) == 1
+
+
+# -- Slack ---------------------------------------------------------------------------------------
+
+
+def test_a_slack_user_is_linked_by_the_verified_email_of_the_profile(sessions, members: Members) -> None:
+    with sessions.begin() as session:
+        linked = link_slack_user(session, "U123", "YAMADA@example.com", NOW)
+        assert [m.id for m in linked] == [members.yamada_personal, members.yamada_representative]
+    with sessions.begin() as session:  # linking again changes nothing
+        assert len(link_slack_user(session, "U123", YAMADA, NOW + timedelta(days=1))) == 2
+
+    with sessions() as session:
+        assert [m.login_id for m in slack_members(session, "U123")] == ["yamada", "beta-rep"]
+        assert slack_members(session, "U999") == []
+        link = session.scalars(select(ChannelIdentity)).one()
+        assert (link.channel, link.external_id, link.member_id) == ("slack", "U123", members.yamada_personal)
+        assert [entry.action for entry in session.scalars(select(AuditLog))] == ["slack_linked"]
+
+
+def test_the_slack_link_follows_the_profile_and_goes_when_no_account_matches(sessions, members: Members) -> None:
+    with sessions.begin() as session:
+        link_slack_user(session, "U123", YAMADA, NOW)
+    with sessions.begin() as session:
+        assert [m.id for m in link_slack_user(session, "U123", SATO, NOW)] == [members.sato]
+    with sessions() as session:
+        assert [m.id for m in slack_members(session, "U123")] == [members.sato]
+
+    for address in ("nobody@example.com", WITHDRAWN, None, "not an address"):
+        with sessions.begin() as session:
+            assert link_slack_user(session, "U123", address, NOW) == []
+        with sessions() as session:
+            assert slack_members(session, "U123") == []
+            assert session.scalar(select(func.count(ChannelIdentity.id))) == 0
+    with sessions() as session:
+        actions = [entry.action for entry in session.scalars(select(AuditLog).order_by(AuditLog.id))]
+        assert actions == ["slack_linked", "slack_linked", "slack_unlinked"]
+        assert YAMADA not in json.dumps([entry.after for entry in session.scalars(select(AuditLog))])
+
+
+# -- passwords -----------------------------------------------------------------------------------
+
+
+def test_password_hashes_are_salted_scrypt_and_verify() -> None:
+    first, second = hash_password("correct horse 7"), hash_password("correct horse 7")
+    assert first != second  # a fresh salt each time
+    scheme, n, r, p, salt, digest = first.split("$")
+    assert (scheme, n, r, p) == ("scrypt", "32768", "8", "1")
+    assert salt and digest and "correct horse" not in first
+    assert verify_password("correct horse 7", first) and verify_password("correct horse 7", second)
+    assert not verify_password("correct horse 8", first)
+
+
+@pytest.mark.parametrize("stored", [None, "", "plain", "scrypt$1$8$1$AAAA$AAAA", "scrypt$x$8$1$AAAA$AAAA",
+                                    "bcrypt$16384$8$1$AAAA$AAAA", "scrypt$16384$8$1$!!!$AAAA",
+                                    "scrypt$1048576000$8$1$AAAA$AAAA"])
+def test_a_missing_or_malformed_stored_hash_never_verifies(stored: str | None) -> None:
+    assert verify_password("anything", stored) is False
+
+
+def test_codes_to_one_address_are_limited_per_hour_without_telling_the_caller(
+    sessions, mailer, settings, smtp_server, members
+) -> None:
+    for attempt in range(settings.codes_per_hour + 2):
+        request_code(sessions, mailer, settings, SATO, user_ref=f"web-{attempt}")
+    mailer.deliver_pending()
+    assert len(smtp_server.inbox.messages) == settings.codes_per_hour
