@@ -199,6 +199,24 @@ def cmd_members_show(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_mail_deliver(args: argparse.Namespace, settings: Settings) -> int:
+    """Send what waits in the outbox; with --every, keep doing it (a worker process)."""
+    import time
+
+    from bot.mail import Mailer
+    from bot.storage.db import ensure_migrated, make_engine, session_factory
+
+    database = make_engine(settings.database_url)
+    ensure_migrated(database)
+    mailer = Mailer(settings.mail, session_factory(database))
+    while True:
+        report = mailer.deliver_pending()
+        print(f"sent {len(report.sent)}, logged {len(report.logged)}, failed {len(report.failed)}", flush=True)
+        if not args.every:
+            return 0
+        time.sleep(args.every)
+
+
 def _safe_url(url: str) -> str:
     """The database URL without its password, for messages and logs."""
     from sqlalchemy.engine import make_url
@@ -259,6 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("email")
     show.add_argument("--json", action="store_true", help="print the accounts as JSON")
     show.set_defaults(run=cmd_members_show)
+
+    mail = sub.add_parser("mail", help="the outbox").add_subparsers(dest="mail_command", required=True)
+    deliver = mail.add_parser("deliver", help="send pending mails (retries those that failed before)")
+    deliver.add_argument("--every", type=float, metavar="SECONDS", help="repeat forever, as a worker")
+    deliver.set_defaults(run=cmd_mail_deliver)
 
     cal = faq.add_parser("calibrate", help="fit the score calibration on question sets")
     cal.add_argument(

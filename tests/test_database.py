@@ -33,3 +33,18 @@ def test_db_upgrade_with_an_unreachable_server_says_so(monkeypatch, capsys) -> N
     assert main(["db", "upgrade"]) == 2
     err = capsys.readouterr().err
     assert "database" in err and "Traceback" not in err
+
+
+def test_mail_deliver_command_sends_the_outbox(engine, database_url: str, monkeypatch, capsys) -> None:
+    from bot.mail import Mailer
+    from bot.settings import MailSettings
+    from bot.storage.db import session_factory
+
+    sessions = session_factory(engine)
+    with sessions.begin() as session:
+        Mailer(MailSettings(), sessions).queue(session, "yamada@example.com", "件名", "本文")
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    assert main(["mail", "deliver"]) == 0
+    assert "logged 1" in capsys.readouterr().out
+    assert main(["mail", "deliver"]) == 0
+    assert "logged 0" in capsys.readouterr().out
