@@ -48,3 +48,21 @@ def test_mail_deliver_command_sends_the_outbox(engine, database_url: str, monkey
     assert "logged 1" in capsys.readouterr().out
     assert main(["mail", "deliver"]) == 0
     assert "logged 0" in capsys.readouterr().out
+
+
+def test_answer_feedback_is_stored(engine, jsug_index) -> None:
+    from sqlalchemy import select
+
+    from bot.dialogue.factory import build_engine
+    from bot.settings import Settings
+    from bot.storage.db import session_factory
+    from bot.storage.models import Feedback
+
+    assistant = build_engine(Settings(database_url=engine.url.render_as_string(hide_password=False)), jsug_index)
+    [reply] = assistant.handle("web", "visitor-1", action="feedback:password-reset:up")
+    assert "ありがとうございます" in reply.text
+    [stale] = assistant.handle("web", "visitor-1", action="feedback:no-such-faq:up")
+    assert stale.text != reply.text
+    with session_factory(engine)() as session:
+        stored = session.scalars(select(Feedback)).all()
+        assert [(f.faq_id, f.helpful) for f in stored] == [("password-reset", True)]

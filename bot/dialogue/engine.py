@@ -29,7 +29,7 @@ from bot.mail import Mailer
 from bot.messages import message
 from bot.settings import Settings
 from bot.storage import audit
-from bot.storage.models import Conversation, Member, Message, OutboxMail
+from bot.storage.models import Conversation, Feedback, Member, Message, OutboxMail
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ MAX_MESSAGE_CHARS = 4000
 MAX_USER_REF = 200
 START = "start:"
 FAQ = "faq:"
+FEEDBACK = "feedback:"
 CANCEL = "cancel"
 
 
@@ -163,6 +164,8 @@ class Engine:
             return self._start(ctx, action[len(START):], slots, replies)
         if action.startswith(FAQ) and self.faq.corpus.get(action[len(FAQ):]):
             return state, replies + self._answer(action[len(FAQ):])
+        if action.startswith(FEEDBACK):
+            return state, replies + self._feedback(ctx, action[len(FEEDBACK):])
         if state.get("flow"):
             return self._continue(ctx, state, None, action, replies)
         return state, replies + [_text("stale_button")]
@@ -252,6 +255,14 @@ class Engine:
             if entry is not None:
                 items.append({"faq_id": entry.id, "question": entry.question})
         return Reply("suggestions", text=message("suggestions_intro"), items=items)
+
+    def _feedback(self, ctx: FlowContext, value: str) -> list[Reply]:
+        """``feedback:<faq_id>:up|down``, sent by a channel's 👍/👎 under an answer."""
+        faq_id, _, verdict = value.rpartition(":")
+        if self.faq.corpus.get(faq_id) is None or verdict not in ("up", "down"):
+            return [_text("stale_button")]
+        ctx.session.add(Feedback(conversation_id=ctx.conversation.id, faq_id=faq_id, helpful=verdict == "up"))
+        return [_text("feedback_thanks")]
 
     # --- mail
 

@@ -14,6 +14,7 @@ from bot import identity
 from bot.dialogue.flow import FlowContext, Step
 from bot.dialogue.replies import buttons, text
 from bot.messages import message
+from bot.storage import audit
 from bot.storage.models import Member
 
 ACCOUNT = "account:"
@@ -83,6 +84,8 @@ class IdentityFlow:
     def _verified(self, ctx: FlowContext, data: dict[str, Any], member: Member) -> Step:
         ctx.conversation.member_id = member.id
         ctx.member = member
+        audit.record(ctx.session, actor=ctx.actor, channel=ctx.channel, action="identity_verified",
+                     entity="conversation", entity_id=ctx.conversation.id, after={"member_id": member.id})
         return Step([text(message("identity_verified"))], done=True,
                     extras={"then": data["then"], "slots": data.get("slots", {})})
 
