@@ -62,6 +62,7 @@ SATO = "sato@example.com"  # one account; newsletter and DM both off already
 NOBODY = "nobody@example.com"  # no account
 
 NEWSLETTER_DONE_SUBJECT = "【JSUG】配信設定を変更しました"
+IDENTITY_AUDIT = ("identity_verified", "identity_assumed")
 
 
 # --- a real SMTP server ----------------------------------------------------------------------------
@@ -265,7 +266,8 @@ def preferences(sessions: sessionmaker[Session], login_id: str) -> tuple[bool, b
 
 
 def business_state(sessions: sessionmaker[Session]) -> dict[str, Any]:
-    """Everything a member's action may change: preferences, members, requests, the audit log."""
+    """Everything a member's action may change: preferences, members, requests, the audit log
+    (apart from the entries that record who the member proved to be)."""
     with sessions() as session:
         return {
             "preferences": sorted(
@@ -279,7 +281,8 @@ def business_state(sessions: sessionmaker[Session]) -> dict[str, Any]:
             ),
             "requests": session.scalar(select(func.count()).select_from(SecretariatRequest)),
             "request_events": session.scalar(select(func.count()).select_from(RequestEvent)),
-            "audit": session.scalar(select(func.count()).select_from(AuditLog)),
+            "audit": session.scalar(
+                select(func.count()).select_from(AuditLog).where(AuditLog.action.not_in(IDENTITY_AUDIT))),
         }
 
 
@@ -516,7 +519,7 @@ def test_identity_gives_up_after_three_malformed_addresses(
     _identity_email_step(chat, inbox)
     chat.say("a")
     chat.say("b")
-    assert chat.say("c").texts == [message("identity_code_failed")]
+    assert chat.say("c").texts == [message("identity_email_failed")]
     assert conversation(seeded, chat).state == {}
     assert not chat.say(TANAKA).says("identity_code_sent", minutes=10)  # the flow is over
     assert inbox.messages == []
@@ -546,6 +549,8 @@ def test_a_registered_address_gets_a_six_digit_code_that_verifies_the_member(
     stored = conversation(seeded, chat)
     assert stored.member_id == member_id(seeded, "demo-tanaka")
     assert stored.verified_email == TANAKA
+    [entry] = audit_rows(seeded, "identity_verified")
+    assert (entry.entity, entry.entity_id, entry.after) == ("conversation", stored.id, {"member_id": stored.member_id})
 
 
 def test_an_address_with_two_accounts_chooses_the_account_by_button(
@@ -760,7 +765,7 @@ def test_a_company_name_change_needs_identity_first_then_records_the_details(
     assert verified.texts[-1] == "新しい会社名(転職・転籍の場合は新しい所属先の会社名)と、変更の時期を入力してください。"
     details = "デモホールディングス株式会社(2027年4月1日から)"
     assert details in chat.say(details).texts[0]
-    done = chat.press("confirm")
+    done = chat.say("はい")  # a typed yes confirms like the button
 
     [request] = requests(seeded)
     assert done.texts[0].startswith(f"事務局にお送りしました(受付番号: {request.id})")
@@ -844,7 +849,7 @@ def test_smtp_down_during_a_withdrawal_keeps_the_request_and_delivers_the_mail_l
         pending = list(session.scalars(select(OutboxMail).where(OutboxMail.status == "pending")))
     assert sorted(mail.recipient for mail in pending) == sorted([SECRETARIAT, TANAKA])
 
-    report = Mailer(settings_for("unused", smtp_server.port).mail, seeded).deliver_pending()
+    report = Mailer(MailSettings(smtp_host=SMTP_HOST, smtp_port=smtp_server.port), seeded).deliver_pending()
 
     assert sorted(report.sent) == sorted(mail.id for mail in pending)
     assert len(inbox.to(SECRETARIAT)) == 1 and len(inbox.to(TANAKA, "受付番号")) == 1
@@ -852,7 +857,7 @@ def test_smtp_down_during_a_withdrawal_keeps_the_request_and_delivers_the_mail_l
 
 
 def test_an_unreachable_database_gets_an_apology_not_an_exception(jsug_index: FaqIndex) -> None:
-    settings = Settings(database_url=UNREACHABLE_DATABASE, mail=MailSettings(smtp_host=SMTP_HOST, smtp_port=free_port()))
+    settings = settings_for(UNREACHABLE_DATABASE, free_port())
     database = make_engine(UNREACHABLE_DATABASE)
     sessions = session_factory(database)
     handlers = default_handlers()
@@ -906,6 +911,36 @@ def test_two_conversations_of_one_member_confirming_at_once_give_one_consistent_
         assert later.before == earlier.after  # no lost update: each change saw the one before it
     assert entries[-1].after == {"newsletter": False, "postal_dm": False}
     assert len(inbox.to(TANAKA, NEWSLETTER_DONE_SUBJECT)) == audits
+
+
+def test_a_double_click_on_one_confirmation_records_one_request(
+    chat: Chat, inbox: Inbox, seeded: sessionmaker[Session]
+) -> None:
+    start_verified(chat, inbox, "withdrawal_request", TAKAHASHI)
+    chat.press("kind:user_deregistration")
+    chat.say("なし")
+    barrier = threading.Barrier(3)
+    results: list[Any] = []
+
+    def confirm() -> None:
+        barrier.wait()
+        try:
+            results.append(chat.press("confirm"))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            results.append(exc)
+
+    threads = [threading.Thread(target=confirm) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert len(results) == 3 and all(isinstance(result, list) for result in results), results
+    [request] = requests(seeded)
+    done = f"JSUGNET利用登録の解除のお申し込みを受け付けました(受付番号: {request.id})"
+    for result in results:  # the first press is taken; the others see it done, or a stale button
+        assert result[0].text.startswith(done) or result.texts == [message("stale_button")], result
+    assert len(inbox.to(SECRETARIAT)) == 1 and len(inbox.to(TAKAHASHI, "お申し込み")) == 1
 
 
 # === bad input =======================================================================================
@@ -988,7 +1023,8 @@ def test_control_characters_and_surrogates_are_dropped_from_inquiry_details(
 
 @pytest.mark.parametrize(
     ("channel", "user_ref"),
-    [("fax", "u1"), ("", "u1"), ("WEB", "u1"), ("web", ""), ("web", "u" * 201)],
+    [("fax", "u1"), ("", "u1"), ("WEB", "u1"), ("web", ""), ("web", "u" * 201), ("web", "u\x00"),
+     ("web", "u\ud800"), ("web", "u\n1")],
 )
 def test_a_channel_calling_wrongly_gets_an_engine_input_error(bot: Engine, channel: str, user_ref: str) -> None:
     with pytest.raises(EngineInputError):
@@ -997,7 +1033,8 @@ def test_a_channel_calling_wrongly_gets_an_engine_input_error(bot: Engine, chann
 
 @pytest.mark.parametrize(
     "action",
-    ["confirm", "explode", "", "start:no_such_handler", "faq:no-such-entry", "account:demo-tanaka",
+    ["confirm", "explode", "", "start:no_such_handler", "faq:no-such-entry", "feedback:no-such-entry:up",
+     "account:demo-tanaka",
      "kind:company_withdrawal", "stop:both", "'; DROP TABLE members; --", "\ud800"],
 )
 def test_an_unknown_or_stale_action_gets_the_stale_button_reply(
@@ -1008,6 +1045,15 @@ def test_an_unknown_or_stale_action_gets_the_stale_button_reply(
     assert chat.press(action).texts == [message("stale_button")]
     assert business_state(seeded) == before
     assert conversation(seeded, chat).member_id is None
+
+
+@pytest.mark.parametrize("said", ["キャンセル料はかかりますか", "キャンセル待ちについて教えてください"])
+def test_a_message_that_only_mentions_cancelling_is_not_taken_for_a_cancel(chat: Chat, said: str) -> None:
+    assert chat.say("やっぱりやめます").says("nothing_to_cancel")  # a real cancel phrase still is one
+    assert not chat.say(said).says("nothing_to_cancel")  # a question, to answer or pass on
+    chat.press("cancel")  # forget that question before starting an inquiry afresh
+    _secretariat_details_step(chat, Inbox())
+    assert not chat.say(said).says("cancelled")  # the inquiry's text, to confirm and send
 
 
 # === the terminal: jsug-bot chat --script --json ====================================================

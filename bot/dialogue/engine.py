@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.dialogue.flow import FlowContext, Handler, Step
 from bot.dialogue.identity_flow import IdentityFlow
-from bot.dialogue.intents import IntentIndex
+from bot.dialogue.intents import IntentIndex, IntentMatch
 from bot.dialogue.replies import Reply, buttons, text
 from bot.faq.index import FaqIndex
 from bot.faq.matcher import Outcome, match
@@ -40,6 +40,9 @@ START = "start:"
 FAQ = "faq:"
 FEEDBACK = "feedback:"
 CANCEL = "cancel"
+# A typed cancel must match a cancel phrase closely, with no word the cancel examples lack:
+# free-text steps must not lose a message that merely mentions cancelling ("キャンセル待ちは?").
+CANCEL_THRESHOLD = 0.8
 
 
 class EngineInputError(ValueError):
@@ -80,6 +83,9 @@ class Engine:
             raise EngineInputError(f"unknown channel {channel!r} (known: {', '.join(sorted(CHANNELS))})")
         if not user_ref or len(user_ref) > MAX_USER_REF:
             raise EngineInputError("user_ref must be 1 to 200 characters")
+        if _unstorable(user_ref):
+            raise EngineInputError("user_ref must not contain control characters or lone surrogates")
+        text, action = _storable(text), _storable(action)
         notes: list[Reply] = []
         if text is not None and len(text) > MAX_MESSAGE_CHARS:
             text = text[:MAX_MESSAGE_CHARS]
@@ -174,11 +180,11 @@ class Engine:
         intent = self.intents.detect(said) if said.strip() else None
         if intent and intent.name in ("greeting", "thanks"):
             return state, replies + [_text(intent.name)]
-        if intent and intent.name == "cancel":
+        if intent and intent.name == "cancel" and _is_cancel_phrase(intent):
             return state, replies + [_text("nothing_to_cancel")]
         if intent and intent.name == "human":
             return self._start(ctx, "secretariat_request", {"kind": "inquiry"}, replies)
-        if intent and intent.handler:
+        if intent and intent.handler and intent.name != "cancel":
             return self._start(ctx, intent.handler, {}, replies)
         result = match(self.faq, said)
         if result.outcome is Outcome.ANSWER and result.faq_id:
@@ -232,8 +238,9 @@ class Engine:
         return ctx.now - updated > timedelta(minutes=self.settings.conversation_timeout_minutes)
 
     def _is_cancel(self, said: str) -> bool:
+        """Only a message that *is* a cancel phrase cancels; "キャンセル料は?" is a question."""
         intent = self.intents.detect(said)
-        return intent is not None and intent.name == "cancel"
+        return intent is not None and intent.name == "cancel" and _is_cancel_phrase(intent)
 
     # --- FAQ replies
 
@@ -279,6 +286,24 @@ class Engine:
         if any(mail.id not in delivered for mail in mails):
             return [_text("mail_delayed")]
         return []
+
+
+def _storable(value: str | None) -> str | None:
+    """Member input as the database can store it: surrogate pairs joined, lone surrogates replaced
+    (U+FFFD), C0 control characters other than tab and line breaks dropped (PostgreSQL refuses NUL,
+    and UTF-8 has no lone surrogates; both used to fail the turn)."""
+    if value is None:
+        return None
+    value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return "".join(ch for ch in value if ch in "\t\n\r" or not (ord(ch) < 0x20 or ord(ch) == 0x7F))
+
+
+def _unstorable(value: str) -> bool:
+    return _storable(value) != value or any(ord(ch) < 0x20 for ch in value)
+
+
+def _is_cancel_phrase(intent: IntentMatch) -> bool:
+    return intent.name == "cancel" and intent.covered and intent.score >= CANCEL_THRESHOLD
 
 
 def _collect_mail(queued: list[OutboxMail]) -> Callable[[Session, object], None]:

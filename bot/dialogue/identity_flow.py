@@ -46,7 +46,7 @@ class IdentityFlow:
         if email is None:
             tries = data["tries"] + 1
             if tries >= MAX_EMAIL_TRIES:
-                return Step([text(message("identity_code_failed"))], done=True)
+                return Step([text(message("identity_email_failed"))], done=True)
             return Step([text(message("identity_email_invalid"))], {**data, "tries": tries})
         identity.issue_code(ctx.session, ctx.mailer, ctx.settings, ctx.channel, ctx.user_ref, email, ctx.now)
         reply = text(message("identity_code_sent", minutes=ctx.settings.code_minutes))

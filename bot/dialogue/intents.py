@@ -30,9 +30,12 @@ class Intent:
 
 @dataclass(frozen=True)
 class IntentMatch:
+    """The intent found; ``covered``: every word of the message occurs in that intent's examples."""
+
     name: str
     handler: str | None
     score: float
+    covered: bool
 
 
 def load_intents(folder: Path, known_handlers: frozenset[str]) -> list[Intent]:
@@ -73,4 +76,6 @@ class IntentIndex:
         if top.score < self.threshold or top.score - runner_up < INTENT_MATCHER.answer_margin:
             return None
         intent = self.intents[top.faq_id]
-        return IntentMatch(intent.name, intent.handler, top.score)
+        words = set(result.query.analysis.words) if result.query else set()
+        covered = words <= self.index.entry_words(result.top_faq)
+        return IntentMatch(intent.name, intent.handler, top.score, covered)
