@@ -199,22 +199,62 @@ def cmd_members_show(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_requests_list(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.storage.requests import list_requests
+
+    with _member_database(settings) as sessions, sessions() as session:
+        rows = list_requests(session, None if args.status == "all" else args.status)
+    if args.json:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print("no requests" if args.status == "all" else f"no {args.status} requests")
+    for row in rows:
+        who = f"{row['member']['name']} <{row['member']['email']}> {row['member']['company']}" if row["member"] else "(本人確認なし)"
+        print(f"#{row['id']:<5} {row['status']:<11} {row['created_at'][:16]}  {row['kind_label']:<16} {who}  [{row['channel']}]")
+    return 0
+
+
+def cmd_requests_show(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.storage.requests import show_request
+
+    with _member_database(settings) as sessions, sessions() as session:
+        request = show_request(session, args.id)
+    if request is None:
+        raise CommandError(f"no request #{args.id}")
+    if args.json:
+        _print_json(request)
+        return 0
+    print(f"#{request['id']} {request['kind_label']} ({request['status']}), {request['created_at'][:16]}, "
+          f"channel {request['channel']} / {request['user_ref']}")
+    if request["member"]:
+        member = request["member"]
+        print(f"member: {member['name']} <{member['email']}> {member['login_id']}, {member['company']}")
+    for key, value in request["details"].items():
+        print(f"{key}: {value}")
+    print("--- transcript")
+    for line in request["transcript"]:
+        print(f"[{line['from']}] {line['text']}")
+    print("--- history")
+    for event in request["history"]:
+        print(f"{event['at'][:16]} {event['status']} {event['actor']} {event['note']}")
+    return 0
+
+
 def cmd_mail_deliver(args: argparse.Namespace, settings: Settings) -> int:
     """Send what waits in the outbox; with --every, keep doing it (a worker process)."""
     import time
 
     from bot.mail import Mailer
-    from bot.storage.db import ensure_migrated, make_engine, session_factory
 
-    database = make_engine(settings.database_url)
-    ensure_migrated(database)
-    mailer = Mailer(settings.mail, session_factory(database))
-    while True:
-        report = mailer.deliver_pending()
-        print(f"sent {len(report.sent)}, logged {len(report.logged)}, failed {len(report.failed)}", flush=True)
-        if not args.every:
-            return 0
-        time.sleep(args.every)
+    with _member_database(settings) as sessions:
+        mailer = Mailer(settings.mail, sessions)
+        while True:
+            report = mailer.deliver_pending()
+            print(f"sent {len(report.sent)}, logged {len(report.logged)}, failed {len(report.failed)}", flush=True)
+            if not args.every:
+                return 0
+            time.sleep(args.every)
 
 
 def _safe_url(url: str) -> str:
@@ -277,6 +317,18 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("email")
     show.add_argument("--json", action="store_true", help="print the accounts as JSON")
     show.set_defaults(run=cmd_members_show)
+
+    requests = sub.add_parser("requests", help="requests to the secretariat").add_subparsers(
+        dest="requests_command", required=True
+    )
+    req_list = requests.add_parser("list", help="requests, newest first")
+    req_list.add_argument("--status", default="open", choices=("open", "in_progress", "done", "cancelled", "all"))
+    req_list.add_argument("--json", action="store_true")
+    req_list.set_defaults(run=cmd_requests_list)
+    req_show = requests.add_parser("show", help="one request with its transcript and history")
+    req_show.add_argument("id", type=int)
+    req_show.add_argument("--json", action="store_true")
+    req_show.set_defaults(run=cmd_requests_show)
 
     mail = sub.add_parser("mail", help="the outbox").add_subparsers(dest="mail_command", required=True)
     deliver = mail.add_parser("deliver", help="send pending mails (retries those that failed before)")

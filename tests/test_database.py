@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy import Engine, inspect
 
 from bot.cli import main
@@ -66,3 +68,26 @@ def test_answer_feedback_is_stored(engine, jsug_index) -> None:
     with session_factory(engine)() as session:
         stored = session.scalars(select(Feedback)).all()
         assert [(f.faq_id, f.helpful) for f in stored] == [("password-reset", True)]
+
+
+def test_requests_list_and_show_let_the_secretariat_read_a_request(engine, database_url, jsug_index,
+                                                                    monkeypatch, capsys) -> None:
+    from bot.dialogue.factory import build_engine
+    from bot.settings import Settings
+
+    assistant = build_engine(Settings(database_url=database_url), jsug_index)
+    assistant.handle("web", "visitor-7", text="<b>今日の天気は？</b>")
+    assistant.handle("web", "visitor-7", action="start:secretariat_request")
+    assistant.handle("web", "visitor-7", action="confirm")
+    monkeypatch.setenv("DATABASE_URL", database_url)
+
+    assert main(["requests", "list", "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert (row["kind"], row["status"], row["channel"], row["user_ref"]) == ("inquiry", "open", "web", "visitor-7")
+    assert main(["requests", "show", str(row["id"])]) == 0
+    shown = capsys.readouterr().out
+    assert "<b>今日の天気は？</b>" in shown and "--- transcript" in shown and "open" in shown
+    assert main(["requests", "list", "--status", "done"]) == 0
+    assert "no done requests" in capsys.readouterr().out
+    assert main(["requests", "show", "999"]) == 2
+    assert "no request #999" in capsys.readouterr().err

@@ -82,3 +82,40 @@ def secretariat_mail_body(request: SecretariatRequest, member: Member | None) ->
     lines += ["", "--- 会話の記録 ---"]
     lines += [f"[{m['from']}] {m['text']}" for m in request.details.get("transcript", [])]
     return "\n".join(lines)
+
+
+def list_requests(session: Session, status: str | None = "open", limit: int = 100) -> list[dict[str, Any]]:
+    """Requests for the secretariat's overview, newest first."""
+    query = select(SecretariatRequest).order_by(SecretariatRequest.id.desc()).limit(limit)
+    if status:
+        query = query.where(SecretariatRequest.status == status)
+    return [_summary(session, request) for request in session.scalars(query)]
+
+
+def show_request(session: Session, request_id: int) -> dict[str, Any] | None:
+    """One request in full: details, transcript and history."""
+    request = session.get(SecretariatRequest, request_id)
+    if request is None:
+        return None
+    return {
+        **_summary(session, request),
+        "details": {k: v for k, v in request.details.items() if k != "transcript"},
+        "transcript": request.details.get("transcript", []),
+        "history": [{"status": e.status, "note": e.note, "actor": e.actor, "at": e.created_at.isoformat()}
+                    for e in request.events],
+    }
+
+
+def _summary(session: Session, request: SecretariatRequest) -> dict[str, Any]:
+    member = session.get(Member, request.member_id) if request.member_id else None
+    return {
+        "id": request.id,
+        "kind": request.kind,
+        "kind_label": KIND_LABELS.get(request.kind, request.kind),
+        "status": request.status,
+        "created_at": request.created_at.isoformat(),
+        "member": {"name": member.name, "email": member.email, "login_id": member.login_id,
+                   "company": member.company.name} if member else None,
+        "channel": request.channel,
+        "user_ref": request.user_ref,
+    }
