@@ -19,6 +19,7 @@ from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.clock import utc
 from bot.dialogue.flow import FlowContext, Handler, Step
 from bot.dialogue.identity_flow import IdentityFlow
 from bot.dialogue.intents import IntentIndex, IntentMatch
@@ -43,6 +44,10 @@ CANCEL = "cancel"
 # A typed cancel must match a cancel phrase closely, with no word the cancel examples lack:
 # free-text steps must not lose a message that merely mentions cancelling ("キャンセル待ちは?").
 CANCEL_THRESHOLD = 0.8
+
+
+Next = tuple[dict[str, Any], list[Reply]]
+"""A routing step's result: the conversation's next state and the replies so far."""
 
 
 class EngineInputError(ValueError):
@@ -110,25 +115,26 @@ class Engine:
                          entity="conversation", entity_id=conversation.id, after={"email": conversation.verified_email})
 
     def _run_turn(self, channel: str, user_ref: str, text: str | None, action: str | None) -> Turn:
-        for attempt in range(2):
-            try:
-                with self.sessions.begin() as session:
-                    queued: list[OutboxMail] = []
-                    event.listen(session, "transient_to_pending", _collect_mail(queued))
-                    conversation = self._conversation(session, channel, user_ref)
-                    ctx = self._context(session, conversation)
-                    session.add(Message(conversation_id=conversation.id, direction="in",
-                                        text=text if text is not None else f"[{action}]"))
-                    turn = self._route(ctx, text, action)
-                    turn.mails = queued
-                    for reply in turn.replies:
-                        session.add(Message(conversation_id=conversation.id, direction="out",
-                                            text=reply.text, payload=reply.as_dict()))
-                    return turn
-            except IntegrityError:
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
+        try:
+            return self._turn_once(channel, user_ref, text, action)
+        except IntegrityError:
+            # Two first messages raced to create the conversation row; the loser now finds it.
+            return self._turn_once(channel, user_ref, text, action)
+
+    def _turn_once(self, channel: str, user_ref: str, text: str | None, action: str | None) -> Turn:
+        with self.sessions.begin() as session:
+            queued: list[OutboxMail] = []
+            event.listen(session, "transient_to_pending", _collect_mail(queued))
+            conversation = self._conversation(session, channel, user_ref)
+            ctx = self._context(session, conversation)
+            session.add(Message(conversation_id=conversation.id, direction="in",
+                                text=text if text is not None else f"[{action}]"))
+            turn = self._route(ctx, text, action)
+            turn.mails = queued
+            for reply in turn.replies:
+                session.add(Message(conversation_id=conversation.id, direction="out",
+                                    text=reply.text, payload=reply.as_dict()))
+            return turn
 
     def _conversation(self, session: Session, channel: str, user_ref: str) -> Conversation:
         """The conversation row, locked for this turn (two workers never interleave one member's turns)."""
@@ -164,7 +170,7 @@ class Engine:
             return self._save(ctx, *self._continue(ctx, state, text, None, replies))
         return self._save(ctx, *self._on_text(ctx, state, text or "", replies))
 
-    def _on_action(self, ctx: FlowContext, state: dict[str, Any], action: str, replies: list[Reply]):
+    def _on_action(self, ctx: FlowContext, state: dict[str, Any], action: str, replies: list[Reply]) -> Next:
         if action.startswith(START) and action[len(START):] in self.handlers:
             slots = {"question": state.get("last_question", "")}
             return self._start(ctx, action[len(START):], slots, replies)
@@ -176,15 +182,15 @@ class Engine:
             return self._continue(ctx, state, None, action, replies)
         return state, replies + [_text("stale_button")]
 
-    def _on_text(self, ctx: FlowContext, state: dict[str, Any], said: str, replies: list[Reply]):
+    def _on_text(self, ctx: FlowContext, state: dict[str, Any], said: str, replies: list[Reply]) -> Next:
         intent = self.intents.detect(said) if said.strip() else None
         if intent and intent.name in ("greeting", "thanks"):
             return state, replies + [_text(intent.name)]
-        if intent and intent.name == "cancel" and _is_cancel_phrase(intent):
+        if intent and _is_cancel_phrase(intent):
             return state, replies + [_text("nothing_to_cancel")]
         if intent and intent.name == "human":
             return self._start(ctx, "secretariat_request", {"kind": "inquiry"}, replies)
-        if intent and intent.handler and intent.name != "cancel":
+        if intent and intent.handler:
             return self._start(ctx, intent.handler, {}, replies)
         result = match(self.faq, said)
         if result.outcome is Outcome.ANSWER and result.faq_id:
@@ -196,13 +202,13 @@ class Engine:
         offer = buttons(message("fallback_offer"), (message("to_secretariat_button"), f"{START}secretariat_request"))
         return {"last_question": said}, replies + [offer]
 
-    def _start(self, ctx: FlowContext, name: str, slots: dict[str, Any], replies: list[Reply]):
+    def _start(self, ctx: FlowContext, name: str, slots: dict[str, Any], replies: list[Reply]) -> Next:
         handler = self.handlers[name]
         if handler.needs_identity and ctx.member is None:
             return self._identified(ctx, self.identity.start(ctx, {"then": name, "slots": slots}), replies)
         return self._after(ctx, name, handler.start(ctx, slots), replies)
 
-    def _identified(self, ctx: FlowContext, step: Step, replies: list[Reply]):
+    def _identified(self, ctx: FlowContext, step: Step, replies: list[Reply]) -> Next:
         """After an identity step: start the waiting handler once the member is known."""
         if step.done and ctx.member is not None:
             then = step.extras["then"]
@@ -210,13 +216,13 @@ class Engine:
         return self._after(ctx, "identify", step, replies)
 
     def _continue(self, ctx: FlowContext, state: dict[str, Any], said: str | None, action: str | None,
-                  replies: list[Reply]):
+                  replies: list[Reply]) -> Next:
         name = state["flow"]
         if name == "identify":
             return self._identified(ctx, self.identity.resume(ctx, state["data"], said, action), replies)
         return self._after(ctx, name, self.handlers[name].resume(ctx, state["data"], said, action), replies)
 
-    def _after(self, ctx: FlowContext, name: str, step: Step, replies: list[Reply]):
+    def _after(self, ctx: FlowContext, name: str, step: Step, replies: list[Reply]) -> Next:
         if step.extras.get("identify") and ctx.member is None:
             data = {"then": name, "slots": step.extras.get("slots", {})}
             return self._identified(ctx, self.identity.start(ctx, data), replies + step.replies)
@@ -232,15 +238,12 @@ class Engine:
         return Turn(replies=replies)
 
     def _expired(self, ctx: FlowContext) -> bool:
-        updated = ctx.conversation.state_updated_at
-        if updated.tzinfo is None:
-            updated = updated.replace(tzinfo=timezone.utc)
-        return ctx.now - updated > timedelta(minutes=self.settings.conversation_timeout_minutes)
+        return ctx.now - utc(ctx.conversation.state_updated_at) > timedelta(minutes=self.settings.conversation_timeout_minutes)
 
     def _is_cancel(self, said: str) -> bool:
         """Only a message that *is* a cancel phrase cancels; "キャンセル料は?" is a question."""
         intent = self.intents.detect(said)
-        return intent is not None and intent.name == "cancel" and _is_cancel_phrase(intent)
+        return intent is not None and _is_cancel_phrase(intent)
 
     # --- FAQ replies
 
