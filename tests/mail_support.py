@@ -7,6 +7,7 @@ database and FAQ fixtures).
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from bot.settings import MailSettings, Settings
 from bot.storage.models import Company, Member, Preferences
 
 SMTP_HOST = "127.0.0.1"
+CODE = re.compile(r"確認コード: (\d{6})")
 
 
 def free_port() -> int:
@@ -56,8 +58,21 @@ class Inbox:
     def messages(self) -> list[EmailMessage]:
         return [message_from_bytes(envelope.content, policy=policy.default) for envelope in self.envelopes]
 
-    def to(self, address: str) -> list[EmailMessage]:
-        return [message for message in self.messages if message["To"] == address]
+    def to(self, address: str, subject: str | None = None) -> list[EmailMessage]:
+        """Mails to ``address`` (whose subject contains ``subject``, when given)."""
+        return [m for m in self.messages if m["To"] == address and (subject is None or subject in m["Subject"])]
+
+    def code_for(self, address: str) -> str:
+        """The newest one-time code mailed to ``address``."""
+        mails = self.to(address, "確認コード")
+        assert mails, f"no code mail to {address} (got: {[m['To'] for m in self.messages]})"
+        found = CODE.search(body(mails[-1]))
+        assert found, body(mails[-1])
+        return found.group(1)
+
+
+def body(mail: EmailMessage) -> str:
+    return mail.get_content().replace("\r\n", "\n")
 
 
 @dataclass

@@ -12,18 +12,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,6 +33,7 @@ from bot.messages import message
 from bot.settings import MailSettings, Settings
 from bot.storage.db import make_engine, session_factory, upgrade
 from bot.storage.members import seed_demo
+from tests.mail_support import SMTP_HOST, Inbox, SmtpServer, body, free_port, start_smtp
 from bot.storage.models import (
     AuditLog,
     Conversation,
@@ -49,9 +45,7 @@ from bot.storage.models import (
     SecretariatRequest,
 )
 
-SMTP_HOST = "127.0.0.1"
 SECRETARIAT = "secretariat@jsug.org"
-CODE = re.compile(r"確認コード: (\d{6})")
 UNREACHABLE_DATABASE = "postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=1"
 
 # The demo members (bot/storage/demo_members.csv):
@@ -68,57 +62,11 @@ IDENTITY_AUDIT = ("identity_verified", "identity_assumed")
 # --- a real SMTP server ----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A port nobody listens on (right now): bind to 0, read the port, let it go."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((SMTP_HOST, 0))
-        return probe.getsockname()[1]
-
-
-@dataclass
-class Inbox:
-    """An aiosmtpd handler that keeps every mail it accepts."""
-
-    envelopes: list[Any] = field(default_factory=list)
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
-        self.envelopes.append(envelope)
-        return "250 Message accepted for delivery"
-
-    @property
-    def messages(self) -> list[EmailMessage]:
-        return [message_from_bytes(envelope.content, policy=policy.default) for envelope in self.envelopes]
-
-    def to(self, address: str, subject: str | None = None) -> list[EmailMessage]:
-        return [m for m in self.messages if m["To"] == address and (subject is None or subject in m["Subject"])]
-
-    def code_for(self, address: str) -> str:
-        """The newest one-time code mailed to ``address``."""
-        mails = self.to(address, "確認コード")
-        assert mails, f"no code mail to {address} (got: {[m['To'] for m in self.messages]})"
-        found = CODE.search(body(mails[-1]))
-        assert found, body(mails[-1])
-        return found.group(1)
-
-
-def body(mail: EmailMessage) -> str:
-    return mail.get_content().replace("\r\n", "\n")
-
-
-@dataclass
-class SmtpServer:
-    port: int
-    inbox: Inbox
-
-
 @pytest.fixture(scope="module")
 def smtp_server() -> Iterator[SmtpServer]:
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname=SMTP_HOST, port=port)
-    controller.start()
-    yield SmtpServer(port, inbox)
-    controller.stop()
+    server = start_smtp()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

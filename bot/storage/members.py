@@ -275,13 +275,13 @@ def _rows(path: Path, problems: _Problems) -> list[_Row]:
     header = _header(path, records)
     known = set(header) & set(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)
     rows: list[_Row] = []
-    for line, record in enumerate(records[1:], start=2):
-        if not any(cell.strip() for cell in record):
+    for line, values in enumerate(records[1:], start=2):
+        if not any(cell.strip() for cell in values):
             continue  # a blank spreadsheet row
-        if any(cell.strip() for cell in record[len(header):]):
-            problems.add(line, f"the row has {len(record)} values but the header only {len(header)} columns")
+        if any(cell.strip() for cell in values[len(header):]):
+            problems.add(line, f"the row has {len(values)} values but the header only {len(header)} columns")
             continue
-        cells = {name: value for name, value in zip(header, record) if name in known}
+        cells = {name: value for name, value in zip(header, values) if name in known}
         try:
             rows.append(_parse_row(line, cells, known))
         except _BadValue as exc:
