@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.faq.calibration import CALIBRATION_FILE, CalibrationError
 from bot.faq.corpus import FAQ_FILE, LINKS_FILE, CorpusError, load_faq_yaml, load_links, read_text
 from bot.faq.evaluate import evaluate, load_cases
-from bot.faq.index import FaqIndex, open_index
+from bot.faq.index import open_index
 from bot.faq.matcher import match
 from bot.faq.page_import import dump_yaml, merge, parse_page
 from bot.faq.validate import validate
@@ -44,14 +44,10 @@ def _print_json(data: object) -> None:
     print(json.dumps(data, ensure_ascii=False, indent=None, default=_json_default))
 
 
-def _index(settings: Settings, faq: Path | None) -> FaqIndex:
-    return open_index(settings, faq)
-
-
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     from bot.channels.terminal import render_result
 
-    index = _index(settings, args.faq)
+    index = open_index(settings, args.faq)
     result = match(index, args.text)
     if args.json:
         _print_json(result.as_dict())
@@ -73,7 +69,7 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError("--as is honoured only on the embedded demo database or with --trust-identity")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("bot.mail").setLevel(logging.INFO)
-    engine = build_engine(settings, _index(settings, args.faq) if args.faq else None)
+    engine = build_engine(settings, open_index(settings, args.faq) if args.faq else None)
     user_ref = f"as:{args.as_email.lower()}" if args.as_email else f"local:{getpass.getuser()}"
     if args.as_email:
         engine.assume_identity("terminal", user_ref, args.as_email, operator=f"operator:{getpass.getuser()}")
@@ -89,7 +85,7 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
-    index = _index(settings, args.faq)
+    index = open_index(settings, args.faq)
     cases = load_cases(args.file, {entry.id for entry in index.corpus.entries})
     report = evaluate(index, cases)
     if args.json:

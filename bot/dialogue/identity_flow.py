@@ -58,9 +58,10 @@ class IdentityFlow:
             ctx.conversation.verified_email = check.email
             return self._choose(ctx, data, identity.members_by_email(ctx.session, check.email))
         if check.reason == "wrong":
-            left = max(ctx.settings.code_attempts - _attempts(ctx, data), 0)
+            wrong = int(data.get("wrong", 0)) + 1
+            left = max(ctx.settings.code_attempts - wrong, 0)
             if left:
-                return Step([text(message("identity_code_wrong", left=left))], {**data, "wrong": _attempts(ctx, data)})
+                return Step([text(message("identity_code_wrong", left=left))], {**data, "wrong": wrong})
         return Step([text(message("identity_code_failed"))], done=True)
 
     def _choose(self, ctx: FlowContext, data: dict[str, Any], members: list[Member]) -> Step:
@@ -89,6 +90,3 @@ class IdentityFlow:
         return Step([text(message("identity_verified"))], done=True,
                     extras={"then": data["then"], "slots": data.get("slots", {})})
 
-
-def _attempts(ctx: FlowContext, data: dict[str, Any]) -> int:
-    return int(data.get("wrong", 0)) + 1

@@ -15,7 +15,6 @@ row, so an entry with many alternates does not make its own words look common.
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from sklearn.preprocessing import normalize
 from bot.faq.calibration import Calibration, load_calibration
 from bot.faq.corpus import Corpus, FaqEntry, load_corpus
 from bot.settings import MatcherSettings
-from bot.text.normalize import Normalized, Normalizer, clean
+from bot.text.normalize import Normalized, Normalizer, ascii_words, clean
 from bot.text.tokens import Analysis, Analyzer
 
 if TYPE_CHECKING:
@@ -155,7 +154,7 @@ def _known_ascii(entries: Sequence[FaqEntry]) -> frozenset[str]:
     words: set[str] = set()
     for entry in entries:
         for text in (entry.question, entry.answer, *entry.alternates):
-            words.update(re.findall(r"[a-z][a-z'\-]*", text.lower()))
+            words.update(ascii_words(text.lower()))
     return frozenset(words)
 
 

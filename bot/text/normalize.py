@@ -55,6 +55,11 @@ def romaji_to_kana(text: str, known: frozenset[str] = frozenset()) -> str:
     return _ASCII_WORD.sub(convert, text)
 
 
+def ascii_words(text: str) -> list[str]:
+    """The Latin-letter words of a cleaned (lower-case) text: candidates for romaji."""
+    return _ASCII_WORD.findall(text)
+
+
 def fold_chars(text: str) -> str:
     """The form compared character by character: katakana, no long vowels, no punctuation.
 
@@ -163,7 +168,7 @@ class Normalizer:
     def __init__(self, lexicon: Lexicon, known_ascii: frozenset[str] = frozenset()) -> None:
         self.lexicon = lexicon
         self.known_ascii = known_ascii | {
-            word for term in lexicon.synonyms for word in _ASCII_WORD.findall(term)
+            word for term in lexicon.synonyms for word in ascii_words(term)
         }
         self._synonyms = PhraseTable(lexicon.synonyms)
         self._fillers = PhraseTable({f: "" for f in lexicon.fillers})
