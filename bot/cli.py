@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Sequence
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.errors import ConfigurationError
 from bot.faq.calibration import CALIBRATION_FILE, CalibrationError
 from bot.faq.corpus import FAQ_FILE, LINKS_FILE, CorpusError, load_faq_yaml, load_links, read_text
 from bot.faq.evaluate import evaluate, load_cases
@@ -62,25 +63,29 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     import getpass
     import logging
 
+    from bot.app import build_assistant
     from bot.channels.terminal import run_chat, run_script
-    from bot.dialogue.factory import build_engine
 
     if args.as_email and not (settings.is_embedded_database or args.trust_identity):
         raise CommandError("--as is honoured only on the embedded demo database or with --trust-identity")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("bot.mail").setLevel(logging.INFO)
-    engine = build_engine(settings, open_index(settings, args.faq) if args.faq else None)
-    user_ref = f"as:{args.as_email.lower()}" if args.as_email else f"local:{getpass.getuser()}"
-    if args.as_email:
-        engine.assume_identity("terminal", user_ref, args.as_email, operator=f"operator:{getpass.getuser()}")
     if args.script:
         try:
             lines = args.script.read_text(encoding="utf-8-sig").splitlines()
         except (OSError, UnicodeDecodeError) as exc:
             raise CommandError(f"{args.script}: cannot read the script ({exc})") from None
-        run_script(engine, user_ref, lines, args.json, sys.stdout)
-    else:
-        run_chat(engine, user_ref)
+    assistant = build_assistant(settings, faq=open_index(settings, args.faq) if args.faq else None)
+    try:
+        user_ref = f"as:{args.as_email.lower()}" if args.as_email else f"local:{getpass.getuser()}"
+        if args.as_email:
+            assistant.assume_identity("terminal", user_ref, args.as_email, operator=f"operator:{getpass.getuser()}")
+        if args.script:
+            run_script(assistant, user_ref, lines, args.json, sys.stdout)
+        else:
+            run_chat(assistant, user_ref)
+    finally:
+        assistant.close()
     return 0
 
 
@@ -253,6 +258,17 @@ def cmd_mail_deliver(args: argparse.Namespace, settings: Settings) -> int:
             time.sleep(args.every)
 
 
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    """The web server: chat API, widget, demo page and password-reset page (see README)."""
+    import logging
+
+    from bot.channels.web.server import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    serve(settings, args.host, args.port, args.workers)
+    return 0
+
+
 def _safe_url(url: str) -> str:
     """The database URL without its password, for messages and logs."""
     from sqlalchemy.engine import make_url
@@ -279,6 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--script", type=Path, help="a file: one message a line, !ACTION presses a button")
     chat.add_argument("--json", action="store_true", help="with --script: one JSON object per turn")
     chat.set_defaults(run=cmd_chat)
+
+    srv = sub.add_parser("serve", help="run the web server (chat API, widget, demo page, password reset)")
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    srv.set_defaults(run=cmd_serve)
 
     ev = sub.add_parser("eval", help="measure the matcher on a JSON Lines file of questions")
     ev.add_argument("file", type=Path)
@@ -354,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.run(args, settings))
-    except (CorpusError, CalibrationError, CommandError, DatabaseError, MemberImportError) as exc:
+    except (CorpusError, CalibrationError, CommandError, DatabaseError, MemberImportError, ConfigurationError) as exc:
         print(f"jsug-bot: {exc}", file=sys.stderr)
         return 2
     except SQLAlchemyError as exc:

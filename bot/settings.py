@@ -61,6 +61,25 @@ class MailSettings(BaseModel):
     max_attempts: int = Field(5, ge=1)
 
 
+class WebSettings(BaseModel):
+    """The web channel (``jsug-bot serve``): limits, sessions, and whether it delivers mail itself.
+
+    ``rate_limit_per_minute`` counts chat requests per client address (0 switches the limit off,
+    for load tests), ``session_rate_limit_per_minute`` per chat session; the counts live in
+    ``rate_limit_storage`` (``memory://``, or ``redis://host:6379`` so that several processes share
+    them). ``deliver_mail``: deliver the outbox from a background task inside ``serve``; unset, it
+    does so on the embedded database only (production runs the Procfile's ``worker``).
+    """
+
+    rate_limit_per_minute: int = Field(60, ge=0)
+    session_rate_limit_per_minute: int = Field(30, ge=0)
+    rate_limit_storage: str = "memory://"
+    session_days: int = Field(30, ge=1)
+    deliver_mail: bool | None = None
+    mail_interval_seconds: float = Field(5.0, gt=0)
+    forwarded_allow_ips: str = "127.0.0.1"
+
+
 class Settings(BaseSettings):
     """Everything configurable, e.g. ``DATABASE_URL``, ``JSUG_FAQ_DIR``, ``JSUG_MAIL__SMTP_HOST``."""
 
@@ -72,6 +91,9 @@ class Settings(BaseSettings):
         f"sqlite:///{REPO_ROOT / 'jsug.sqlite3'}", validation_alias=AliasChoices("DATABASE_URL", "JSUG_DATABASE_URL")
     )
     public_url: str = "http://127.0.0.1:8000"
+    allowed_origins: str = Field("", validation_alias=AliasChoices("ALLOWED_ORIGINS", "JSUG_ALLOWED_ORIGINS"))
+    secret_key: SecretStr | None = None
+    web: WebSettings = WebSettings()
     matcher: MatcherSettings = MatcherSettings()
     mail: MailSettings = MailSettings()
     conversation_timeout_minutes: int = Field(30, ge=1)
@@ -84,3 +106,12 @@ class Settings(BaseSettings):
     @property
     def is_embedded_database(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def origins(self) -> list[str]:
+        """``ALLOWED_ORIGINS`` as a list: comma-separated, blanks and trailing slashes dropped."""
+        return [origin.strip().rstrip("/") for origin in self.allowed_origins.split(",") if origin.strip()]
+
+    @property
+    def delivers_mail_in_process(self) -> bool:
+        return self.web.deliver_mail if self.web.deliver_mail is not None else self.is_embedded_database

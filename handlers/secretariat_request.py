@@ -11,6 +11,7 @@ import secrets
 from typing import Any
 
 from bot.dialogue.flow import CONFIRM, FlowContext, Step, clean_free_text, is_yes
+from bot.identity import parse_email
 from bot.dialogue.replies import buttons, text
 from bot.storage.requests import KIND_LABELS, open_request, secretariat_mail_body
 
@@ -26,6 +27,7 @@ MESSAGES = {
     "choose": "事務局へのご用件をお選びください。",
     "inquiry_button": "その他のお問い合わせ",
     "too_short": "もう少し詳しくご入力ください。",
+    "form_incomplete": "お名前、メールアドレス、お問い合わせ内容をすべてご入力ください。",
     "confirm": "次の内容を事務局にお送りします。よろしいですか。\n{summary}",
     "yes": "はい、送ります",
     "no": "やめる",
@@ -41,6 +43,8 @@ class SecretariatRequestHandler:
 
     def start(self, ctx: FlowContext, slots: dict[str, Any]) -> Step:
         state = {"nonce": secrets.token_hex(8)}
+        if isinstance(slots.get("form"), dict):
+            return self._from_form(ctx, state, slots["form"])
         kind = slots.get("kind") or ("inquiry" if slots.get("question") else None)
         if kind is None:
             choices = [(KIND_LABELS[k], f"{KIND}{k}") for k in sorted(NEEDS_MEMBER)]
@@ -58,6 +62,16 @@ class SecretariatRequestHandler:
             return self._submit(ctx, state)
         return Step([text(MESSAGES["ask_again"])], state)
 
+    def _from_form(self, ctx: FlowContext, state: dict[str, Any], form: dict[str, Any]) -> Step:
+        """A channel's inquiry form (name, address, question): the member's submit is the confirmation."""
+        name = clean_free_text(str(form.get("name") or ""), limit=100)
+        email = parse_email(str(form.get("email") or ""))
+        question = clean_free_text(str(form.get("question") or ""))
+        if not name or email is None or len(question) < 2:
+            return Step([text(MESSAGES["form_incomplete"])], done=True)
+        details = {"details": question, "contact_name": name, "contact_email": email}
+        return self._submit(ctx, {**state, "kind": "inquiry", **details})
+
     def _begin(self, ctx: FlowContext, state: dict[str, Any], question: str) -> Step:
         if state["kind"] in NEEDS_MEMBER and ctx.member is None:
             return Step([], state, extras={"identify": True, "slots": {"kind": state["kind"]}})
@@ -74,10 +88,10 @@ class SecretariatRequestHandler:
         return Step([confirm], {**state, "step": "confirm", "details": details})
 
     def _submit(self, ctx: FlowContext, state: dict[str, Any]) -> Step:
+        details = {key: state[key] for key in ("details", "contact_name", "contact_email") if key in state}
         request, created = open_request(
             ctx.session, kind=state["kind"], idempotency_key=f"{ctx.conversation.id}:{state['nonce']}",
-            conversation=ctx.conversation, member=ctx.member, details={"details": state["details"]},
-            actor=ctx.actor,
+            conversation=ctx.conversation, member=ctx.member, details=details, actor=ctx.actor,
         )
         if created:
             ctx.mailer.queue(ctx.session, ctx.settings.mail.secretariat_address,

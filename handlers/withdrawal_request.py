@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from bot.dialogue.flow import CONFIRM, FlowContext, Step, clean_free_text, is_yes
+from bot.dialogue.flow import CONFIRM, SKIP, FlowContext, Step, clean_free_text, is_yes
 from bot.dialogue.replies import buttons, text
 from bot.storage.requests import KIND_LABELS, open_request, secretariat_mail_body
 
@@ -22,7 +22,8 @@ MESSAGES = {
     "withdraw": "企業としての退会",
     "not_representative": "企業としての退会は、企業代表者の方からお申し込みいただく必要があります。"
     "ご自身のJSUGNET利用登録の解除でしたら、こちらから承ります。",
-    "reason": "差し支えなければ、理由をお聞かせください(省略する場合は「なし」と入力してください)。",
+    "reason": "差し支えなければ、理由をお聞かせください。省略する場合は「省略する」を押してください。",
+    "skip": "省略する",
     "confirm": "{kind}を事務局に申し込みます。よろしいですか。",
     "yes": "はい、申し込みます",
     "no": "やめる",
@@ -55,8 +56,9 @@ class WithdrawalRequestHandler:
                 return Step([text(MESSAGES["not_representative"])], state)
             if kind not in (DEREGISTER, WITHDRAW):
                 return Step([text(MESSAGES["ask_again"])], state)
-            return Step([text(MESSAGES["reason"])], {**state, "step": "reason", "kind": kind})
-        if step == "reason":
+            ask = buttons(MESSAGES["reason"], (MESSAGES["skip"], SKIP))
+            return Step([ask], {**state, "step": "reason", "kind": kind})
+        if step == "reason" and (said is not None or action == SKIP):
             reason = clean_free_text(said or "")
             reason = "" if reason in ("なし", "特になし", "無し") else reason
             kind_label = KIND_LABELS[state["kind"]]

@@ -12,8 +12,9 @@ import json
 from collections.abc import Callable, Iterable
 from typing import TextIO
 
-from bot.dialogue.engine import Engine
-from bot.dialogue.replies import Reply
+from bot.app import Assistant
+from bot.dialogue.replies import Reply, text
+from bot.errors import AssistantError
 from bot.faq.index import FaqIndex
 from bot.faq.matcher import MatchResult, Outcome
 from bot.messages import message
@@ -85,7 +86,15 @@ def render_replies(replies: list[Reply]) -> tuple[str, list[str]]:
     return "\n".join(lines), choices
 
 
-def run_chat(engine: Engine, user_ref: str, read: Callable[[str], str] = input, out: TextIO | None = None) -> None:
+def turn(assistant: Assistant, user_ref: str, said: str | None = None, action: str | None = None) -> list[Reply]:
+    """One turn; a failure the member should know of (the database is down) is shown as its message."""
+    try:
+        return assistant.handle(CHANNEL, user_ref, text=said, action=action)
+    except AssistantError as exc:
+        return [text(exc.member_message)]
+
+
+def run_chat(assistant: Assistant, user_ref: str, read: Callable[[str], str] = input, out: TextIO | None = None) -> None:
     write = (lambda text: print(text, file=out)) if out else print
     write(message("chat_welcome"))
     choices: list[str] = []
@@ -101,22 +110,22 @@ def run_chat(engine: Engine, user_ref: str, read: Callable[[str], str] = input, 
             if not 1 <= number <= len(choices):
                 write(message("unknown_choice", count=len(choices)))
                 continue
-            replies = engine.handle(CHANNEL, user_ref, action=choices[number - 1])
+            replies = turn(assistant, user_ref, action=choices[number - 1])
         else:
-            replies = engine.handle(CHANNEL, user_ref, text=said)
+            replies = turn(assistant, user_ref, said)
         rendered, choices = render_replies(replies)
         write(rendered)
     write(message("chat_goodbye"))
 
 
-def run_script(engine: Engine, user_ref: str, lines: Iterable[str], as_json: bool, out: TextIO) -> None:
+def run_script(assistant: Assistant, user_ref: str, lines: Iterable[str], as_json: bool, out: TextIO) -> None:
     """One member message a line; ``!VALUE`` presses the button whose action is VALUE."""
     for line in lines:
         line = line.rstrip("\n")
         if line.startswith("!"):
-            replies = engine.handle(CHANNEL, user_ref, action=line[1:].strip())
+            replies = turn(assistant, user_ref, action=line[1:].strip())
         else:
-            replies = engine.handle(CHANNEL, user_ref, text=line)
+            replies = turn(assistant, user_ref, line)
         if as_json:
             print(json.dumps({"in": line, "replies": [r.as_dict() for r in replies]}, ensure_ascii=False), file=out)
         else:

@@ -3,8 +3,10 @@
 ``Engine.handle(channel, user_ref, text=..., action=...)`` runs one turn inside one database
 transaction: it loads the conversation (its state lives in the database, so any worker can serve
 it and a restart loses nothing), routes the message to the running flow, an intent or the FAQ,
-records both sides of the exchange, and returns replies. Mails queued during the turn are sent
-after the commit, so a mail goes out only for a change that was stored.
+records both sides of the exchange, and returns replies. Mails queued during the turn go out
+after the commit, so a mail goes out only for a change that was stored, and never inside the turn:
+the engine only calls ``on_mail_queued`` (which wakes a delivery worker), so no turn waits on SMTP
+and a turn that queued a mail looks, to the member and on the clock, like one that did not.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from bot.dialogue.flow import FlowContext, Handler, Step
 from bot.dialogue.identity_flow import IdentityFlow
 from bot.dialogue.intents import IntentIndex, IntentMatch
 from bot.dialogue.replies import Reply, buttons, text
+from bot.errors import ServiceUnavailableError
 from bot.faq.index import FaqIndex
 from bot.faq.matcher import Outcome, match
 from bot.mail import Mailer
@@ -54,12 +57,24 @@ class EngineInputError(ValueError):
     """A channel called the engine wrongly (unknown channel, missing user reference)."""
 
 
+@dataclass(frozen=True)
+class Form:
+    """A filled-in form a channel collected in one go (the widget's inquiry form): the handler to
+    start, its slots, and the member's words to record in the transcript."""
+
+    handler: str
+    slots: dict[str, Any]
+    said: str
+
+
 @dataclass
 class Turn:
-    """What one turn produced: replies, and the outbox rows it queued."""
+    """What one turn produced: replies, the outbox rows it queued, and the id of its last stored
+    message (a channel that later asks for "what came after" starts there)."""
 
     replies: list[Reply] = field(default_factory=list)
     mails: list[OutboxMail] = field(default_factory=list)
+    last_message_id: int = 0
 
 
 class Engine:
@@ -72,6 +87,7 @@ class Engine:
         mailer: Mailer,
         handlers: dict[str, Handler],
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        on_mail_queued: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -81,9 +97,22 @@ class Engine:
         self.handlers = handlers
         self.identity = IdentityFlow()
         self.clock = clock
+        self.on_mail_queued = on_mail_queued
 
     def handle(self, channel: str, user_ref: str, text: str | None = None, action: str | None = None) -> list[Reply]:
-        """One turn. Never raises for member input; a database failure becomes an apology."""
+        """One turn. Never raises for member input; ``ServiceUnavailableError`` when the database
+        fails (nothing of the turn is stored, so the member may simply try again)."""
+        return self.run(channel, user_ref, text=text, action=action).replies
+
+    def submit(self, channel: str, user_ref: str, form: Form) -> Turn:
+        """One turn that starts ``form.handler`` with the form's slots, as if the member had said them."""
+        if form.handler not in self.handlers:
+            raise EngineInputError(f"unknown handler {form.handler!r}")
+        return self.run(channel, user_ref, text=form.said, form=form)
+
+    def run(self, channel: str, user_ref: str, text: str | None = None, action: str | None = None,
+            form: Form | None = None) -> Turn:
+        """``handle`` with the whole ``Turn`` (replies and the id of the last stored message)."""
         if channel not in CHANNELS:
             raise EngineInputError(f"unknown channel {channel!r} (known: {', '.join(sorted(CHANNELS))})")
         if not user_ref or len(user_ref) > MAX_USER_REF:
@@ -96,11 +125,14 @@ class Engine:
             text = text[:MAX_MESSAGE_CHARS]
             notes.append(_text("message_too_long", limit=MAX_MESSAGE_CHARS))
         try:
-            turn = self._run_turn(channel, user_ref, text, action)
-        except SQLAlchemyError:
-            log.exception("turn failed on the database (channel=%s)", channel)
-            return [_text("database_unavailable")]
-        return notes + turn.replies + self._deliver(turn.mails)
+            turn = self._run_turn(channel, user_ref, text, action, form)
+        except SQLAlchemyError as exc:
+            log.error("turn failed on the database (channel=%s): %s", channel, type(exc).__name__)
+            raise ServiceUnavailableError("the database did not answer; the turn was not stored") from exc
+        if turn.mails:
+            self.on_mail_queued()
+        turn.replies = notes + turn.replies
+        return turn
 
     def assume_identity(self, channel: str, user_ref: str, email: str, operator: str) -> None:
         """Treat ``email`` as verified for this conversation (an operator's decision, audited).
@@ -114,26 +146,34 @@ class Engine:
             audit.record(session, actor=operator, channel=channel, action="identity_assumed",
                          entity="conversation", entity_id=conversation.id, after={"email": conversation.verified_email})
 
-    def _run_turn(self, channel: str, user_ref: str, text: str | None, action: str | None) -> Turn:
+    def _run_turn(self, channel: str, user_ref: str, text: str | None, action: str | None,
+                  form: Form | None) -> Turn:
         try:
-            return self._turn_once(channel, user_ref, text, action)
+            return self._turn_once(channel, user_ref, text, action, form)
         except IntegrityError:
             # Two first messages raced to create the conversation row; the loser now finds it.
-            return self._turn_once(channel, user_ref, text, action)
+            return self._turn_once(channel, user_ref, text, action, form)
 
-    def _turn_once(self, channel: str, user_ref: str, text: str | None, action: str | None) -> Turn:
+    def _turn_once(self, channel: str, user_ref: str, text: str | None, action: str | None,
+                   form: Form | None) -> Turn:
         with self.sessions.begin() as session:
             queued: list[OutboxMail] = []
             event.listen(session, "transient_to_pending", _collect_mail(queued))
             conversation = self._conversation(session, channel, user_ref)
             ctx = self._context(session, conversation)
             session.add(Message(conversation_id=conversation.id, direction="in",
-                                text=text if text is not None else f"[{action}]"))
-            turn = self._route(ctx, text, action)
+                                text=text if text is not None else f"[{action}]",
+                                payload={"action": action} if action is not None else None))
+            if form is not None:
+                turn = self._save(ctx, *self._start(ctx, form.handler, form.slots, []))
+            else:
+                turn = self._route(ctx, text, action)
             turn.mails = queued
-            for reply in turn.replies:
-                session.add(Message(conversation_id=conversation.id, direction="out",
-                                    text=reply.text, payload=reply.as_dict()))
+            stored = [Message(conversation_id=conversation.id, direction="out", text=reply.text,
+                              payload=reply.as_dict()) for reply in turn.replies]
+            session.add_all(stored)
+            session.flush()
+            turn.last_message_id = max((m.id for m in stored), default=0)
             return turn
 
     def _conversation(self, session: Session, channel: str, user_ref: str) -> Conversation:
@@ -273,22 +313,6 @@ class Engine:
             return [_text("stale_button")]
         ctx.session.add(Feedback(conversation_id=ctx.conversation.id, faq_id=faq_id, helpful=verdict == "up"))
         return [_text("feedback_thanks")]
-
-    # --- mail
-
-    def _deliver(self, mails: list[OutboxMail]) -> list[Reply]:
-        """Send what this turn queued; tell the member honestly if it could not go out yet."""
-        if not mails:
-            return []
-        try:
-            report = self.mailer.deliver_pending()
-        except Exception:  # noqa: BLE001 - the change is stored; delivery is retried later
-            log.exception("mail delivery failed after a committed turn")
-            return [_text("mail_delayed")]
-        delivered = set(report.sent) | set(report.logged)
-        if any(mail.id not in delivered for mail in mails):
-            return [_text("mail_delayed")]
-        return []
 
 
 def _storable(value: str | None) -> str | None:

@@ -62,6 +62,8 @@ class Handler(Protocol):
 
 
 CONFIRM = "confirm"
+SKIP = "skip"
+"""The action of a 「省略する」 button under an optional question."""
 YES_WORDS = frozenset({"はい", "はい。", "yes", "y", "ok", "お願いします", "確定", "確認しました"})
 
 

@@ -24,8 +24,6 @@ SYNONYMS_FILE = "synonyms.yaml"
 FILLERS_FILE = "fillers.yaml"
 OFF_TOPIC_FILE = "out_of_scope.yaml"
 
-# Self-service actions an entry may offer; the handlers behind them come with the dialogue engine.
-KNOWN_ACTIONS = frozenset({"password_reset", "newsletter_optout", "withdrawal_request", "secretariat_request"})
 LINK_MARKUP = re.compile(r"\[([^\[\]]+)\]\(([^()\s]+)\)")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$", re.IGNORECASE)
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.faq.corpus import FAQ_FILE, KNOWN_ACTIONS, Corpus, CorpusError, load_corpus
+from bot.faq.corpus import FAQ_FILE, Corpus, CorpusError, load_corpus
 from bot.text.normalize import clean
+from handlers.registry import ACTION_NAMES
 
 
 def validate(source: Path, lexicon_dir: Path) -> Corpus:
@@ -18,8 +19,8 @@ def validate(source: Path, lexicon_dir: Path) -> Corpus:
         for key in entry.link_keys():
             if key not in corpus.links:
                 raise CorpusError(path, f"link key '{key}' is not defined in links.yaml", where)
-        if entry.action is not None and entry.action not in KNOWN_ACTIONS:
-            known = ", ".join(sorted(KNOWN_ACTIONS))
+        if entry.action is not None and entry.action not in ACTION_NAMES:
+            known = ", ".join(sorted(ACTION_NAMES))
             raise CorpusError(path, f"unknown action '{entry.action}' (known: {known})", where)
         for text in (entry.question, *entry.alternates):
             key = clean(text)

@@ -168,6 +168,10 @@ class Conversation(Base):
 
 
 class Message(Base):
+    """One side of an exchange. ``direction``: "in" (the member) or "out"; an outgoing message with an
+    ``author`` was written by staff (``staff:NAME``), not by the assistant. ``payload`` holds the
+    reply's wire shape, or ``{"action": ...}`` for a button the member pressed."""
+
     __tablename__ = "messages"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -175,6 +179,7 @@ class Message(Base):
     direction: Mapped[str] = mapped_column(String(3))
     text: Mapped[str] = mapped_column(Text)
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    author: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")

@@ -27,8 +27,14 @@ def transcript(session: Session, conversation: Conversation) -> list[dict[str, s
         select(Message).where(Message.conversation_id == conversation.id).order_by(Message.id.desc())
         .limit(TRANSCRIPT_MESSAGES)
     ).all()
-    return [{"from": "member" if m.direction == "in" else "assistant", "text": m.text,
-             "at": m.created_at.isoformat()} for m in reversed(rows)]
+    return [{"from": speaker(m), "text": m.text, "at": m.created_at.isoformat()} for m in reversed(rows)]
+
+
+def speaker(message: Message) -> str:
+    """Who wrote a message: "member", "assistant" or "staff"."""
+    if message.direction == "in":
+        return "member"
+    return "staff" if message.author else "assistant"
 
 
 def open_request(

@@ -1,0 +1,49 @@
+"""Running the web app with uvicorn: ``jsug-bot serve`` and the Procfile's ``web`` process."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+from fastapi import FastAPI
+
+from bot.channels.web.app import create_app
+from bot.secret_key import resolve_secret_key
+from bot.settings import Settings
+from bot.storage.db import ensure_migrated, make_engine
+
+log = logging.getLogger("bot.web")
+
+
+def app_from_environment() -> FastAPI:
+    """The factory each uvicorn worker process calls: settings read now, in the worker, not at import."""
+    return create_app(Settings())
+
+
+def preflight(settings: Settings) -> None:
+    """Fail before binding a port when the server could not work: no secret, database not migrated."""
+    resolve_secret_key(settings)
+    database = make_engine(settings.database_url)
+    try:
+        ensure_migrated(database)
+    finally:
+        database.dispose()
+
+
+def serve(settings: Settings, host: str, port: int, workers: int) -> None:
+    preflight(settings)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    print(f"JSUGアシスタント: http://{shown}:{port}/demo (demo page with the widget)", flush=True)
+    print(f"  chat API: http://{shown}:{port}/api/chat   OpenAPI: http://{shown}:{port}/openapi.json", flush=True)
+    if settings.delivers_mail_in_process:
+        print("  mail: delivered by this server in the background", flush=True)
+    else:
+        print("  mail: queued for the worker process (jsug-bot mail deliver --every 10)", flush=True)
+    common = {
+        "host": host, "port": port, "access_log": False, "server_header": False, "proxy_headers": True,
+        "forwarded_allow_ips": settings.web.forwarded_allow_ips, "log_level": "info",
+    }
+    if workers > 1:
+        uvicorn.run("bot.channels.web.server:app_from_environment", factory=True, workers=workers, **common)
+    else:
+        uvicorn.run(create_app(settings), **common)
