@@ -1,14 +1,14 @@
-"""Who a member is: their address, a one-time code mailed to it, their Slack user, their password.
+"""Who a member is: their address, a one-time code mailed to it, their Slack user.
 
 Nothing here may tell a caller whether an address is registered: ``issue_code`` acts alike for
 both (it even records a code that can never match when nobody has the address, so that guessing
 at it answers "wrong" as it would for a member), and the reasons ``verify_code`` gives are the
-same for both. Only hashes of codes are stored; passwords are hashed with scrypt.
+same for both. Only hashes of codes are stored. Passwords (hashes, policy, signing in) are
+``bot.passwords``.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import logging
@@ -267,47 +267,3 @@ def slack_members(session: Session, slack_user_id: str) -> list[Member]:
     ).first()
     return members_by_email(session, linked.email) if linked is not None else []
 
-
-# -- passwords -----------------------------------------------------------------------------------
-
-SCRYPT_N = 2**15
-SCRYPT_R = 8
-SCRYPT_P = 1
-_SALT_BYTES = 16
-_HASH_BYTES = 32
-
-
-def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, length: int) -> bytes:
-    # NFKC, so a password typed in full-width or half-width characters is the same password.
-    secret = unicodedata.normalize("NFKC", password).encode("utf-8")
-    return hashlib.scrypt(secret, salt=salt, n=n, r=r, p=p, dklen=length, maxmem=256 * r * (n + p) + 2**20)
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def hash_password(password: str) -> str:
-    """``scrypt$n$r$p$salt$hash`` (salt and hash in base64), with a fresh random salt."""
-    salt = secrets.token_bytes(_SALT_BYTES)
-    digest = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P, _HASH_BYTES)
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
-
-
-def verify_password(password: str, stored: str | None) -> bool:
-    """Whether ``password`` matches ``stored``; False for a missing or malformed stored hash."""
-    if not stored:
-        return False
-    try:
-        scheme, n_text, r_text, p_text, salt_text, digest_text = stored.split("$")
-        n, r, p = int(n_text), int(r_text), int(p_text)
-        salt = base64.b64decode(salt_text, validate=True)
-        expected = base64.b64decode(digest_text, validate=True)
-    except ValueError:
-        return False
-    # Bounds, so that a corrupted row cannot make one check eat memory or minutes.
-    if scheme != "scrypt" or not (1 < n <= 2**20 and n & (n - 1) == 0 and 1 <= r <= 32 and 1 <= p <= 16):
-        return False
-    if not expected:
-        return False
-    return hmac.compare_digest(_scrypt(password, salt, n, r, p, len(expected)), expected)

@@ -23,8 +23,10 @@ from sqlalchemy.orm import Session
 from bot.clock import utc
 from bot.dialogue import replies
 from bot.dialogue.flow import FlowContext, Step
-from bot.identity import InvalidEmailError, email_hash, hash_password, members_by_email, parse_email
+from bot.identity import InvalidEmailError, email_hash, members_by_email, parse_email
 from bot.mail import Mailer
+from bot.messages import message
+from bot.passwords import PasswordPolicyError, check_password_policy, hash_password
 from bot.settings import Settings
 from bot.storage import audit
 from bot.storage.models import Member, PasswordResetRequest, PasswordResetToken
@@ -32,47 +34,18 @@ from bot.storage.models import Member, PasswordResetRequest, PasswordResetToken
 log = logging.getLogger("handlers.password_reset")
 
 ACTIVE = "active"
-MIN_PASSWORD = 8
-MAX_PASSWORD = 128
 MAX_TOKEN_CHARS = 200
 MAX_EMAIL_TRIES = 3
 
-# Member-facing texts (the engine's owner will move them to bot/messages.yaml with the others).
-MESSAGES = {
-    "ask_email": "パスワード再設定のご案内をお送りします。JSUGNETにご登録のメールアドレスを入力してください。",
-    "malformed_email": (
-        "メールアドレスの形式が正しくないようです。"
-        "「taro.yamada@example.co.jp」のような形式で、もう一度入力してください。"
-    ),
-    "gave_up": (
-        "メールアドレスを確認できなかったため、パスワード再設定の受付をいったん終了しました。"
-        "お手数ですが、もう一度最初からお試しいただくか、JSUG事務局にお問い合わせください。"
-    ),
-    "requested": (
-        "ご入力のアドレスが登録されている場合、パスワード再設定のご案内をお送りしました。"
-        "メールに記載のリンクから{minutes}分以内に新しいパスワードを設定してください。"
-        "メールが届かない場合は、迷惑メールフォルダもご確認ください。"
-    ),
-    "mail_subject": "【JSUG】パスワード再設定のご案内",
-    "mail_body": (
-        "{name} 様\n"
-        "\n"
-        "JSUGNETのパスワード再設定のご依頼を承りました。\n"
-        "\n"
-        "ログインID: {login_id}\n"
-        "\n"
-        "次のリンクから、{minutes}分以内に新しいパスワードを設定してください。"
-        "リンクは一度だけお使いいただけます。\n"
-        "{link}\n"
-        "\n"
-        "同じメールアドレスで複数のアカウントをお持ちの場合は、アカウントごとにこのメールをお送りしています。\n"
-        "お心当たりのない場合は、このメールを破棄してください。パスワードは変更されません。\n"
-        "\n"
-        "JSUG事務局"
-    ),
-    "password_length": "パスワードは{min}文字以上{max}文字以内で入力してください。",
-    "password_digits_only": "数字だけのパスワードは設定できません。英字や記号も組み合わせてください。",
-}
+__all__ = [
+    "PasswordPolicyError",  # raised by reset_password; defined with the policy in bot.passwords
+    "PasswordResetHandler",
+    "TokenError",
+    "check_token",
+    "request_reset",
+    "reset_password",
+    "token_hash",
+]
 
 
 class TokenError(Exception):
@@ -81,10 +54,6 @@ class TokenError(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-class PasswordPolicyError(ValueError):
-    """A new password the policy refuses; the message is the Japanese text to show the member."""
 
 
 def token_hash(token: str) -> str:
@@ -128,8 +97,9 @@ def request_reset(
         mail = mailer.queue(
             session,
             member.email,
-            MESSAGES["mail_subject"],
-            MESSAGES["mail_body"].format(
+            message("password_reset_mail_subject"),
+            message(
+                "password_reset_mail_body",
                 name=member.name,
                 login_id=member.login_id,
                 minutes=settings.reset_token_minutes,
@@ -168,23 +138,17 @@ def check_token(session: Session, token: str, now: datetime) -> Member:
     return _usable_token(session, token, now, lock=False)[1]
 
 
-def check_password_policy(password: str) -> None:
-    """Raise ``PasswordPolicyError`` (Japanese message) unless 8–128 characters, not digits only."""
-    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
-        raise PasswordPolicyError(MESSAGES["password_length"].format(min=MIN_PASSWORD, max=MAX_PASSWORD))
-    if password.isdigit():
-        raise PasswordPolicyError(MESSAGES["password_digits_only"])
-
-
 def reset_password(session: Session, token: str, new_password: str, channel: str, now: datetime) -> Member:
     """Set the member's new password with a reset link; the link and the member's others die with it.
 
-    The policy is checked before anything is written, so a refused password leaves the link
-    usable for a second try. Raises ``TokenError`` or ``PasswordPolicyError``.
+    The policy (``bot.passwords.check_password_policy``, with the member's login ID) is checked
+    before anything is written, so a refused password leaves the link usable for a second try.
+    The new hash is argon2id, whatever the member had before. Raises ``TokenError`` or
+    ``PasswordPolicyError``.
     """
     now = utc(now)
     row, member = _usable_token(session, token, now, lock=True)
-    check_password_policy(new_password)
+    check_password_policy(new_password, member.login_id)
     claimed = session.execute(
         update(PasswordResetToken)
         .where(PasswordResetToken.id == row.id, PasswordResetToken.used_at.is_(None))
@@ -222,7 +186,7 @@ class PasswordResetHandler:
         given = slots.get("email")
         if isinstance(given, str) and given.strip():
             return self._take(ctx, given, tries=0)
-        return Step([replies.text(MESSAGES["ask_email"])], state={"step": "email", "tries": 0})
+        return Step([replies.text(message("password_reset_ask_email"))], state={"step": "email", "tries": 0})
 
     def resume(self, ctx: FlowContext, state: dict[str, Any], text: str | None, action: str | None) -> Step:
         return self._take(ctx, text, tries=int(state.get("tries", 0)))
@@ -232,8 +196,8 @@ class PasswordResetHandler:
         if address is None:
             tries += 1
             if tries >= MAX_EMAIL_TRIES:
-                return Step([replies.text(MESSAGES["gave_up"])], state=None, done=True)
-            return Step([replies.text(MESSAGES["malformed_email"])], state={"step": "email", "tries": tries})
+                return Step([replies.text(message("password_reset_gave_up"))], state=None, done=True)
+            return Step([replies.text(message("password_reset_malformed_email"))], state={"step": "email", "tries": tries})
         request_reset(ctx.session, ctx.mailer, ctx.settings, address, ctx.channel, ctx.actor, ctx.now)
-        reply = MESSAGES["requested"].format(minutes=ctx.settings.reset_token_minutes)
+        reply = message("password_reset_requested", minutes=ctx.settings.reset_token_minutes)
         return Step([replies.text(reply)], state=None, done=True)

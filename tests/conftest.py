@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,6 +19,8 @@ from bot.storage.db import make_engine, session_factory, upgrade
 from bot.text.tokens import Analyzer
 
 DATA = Path(__file__).parent / "data"
+#: The server secret of tests on PostgreSQL (production requires one; the embedded default makes its own).
+TEST_SECRET = SecretStr("test-secret-" + "x" * 40)
 
 
 @pytest.fixture(scope="session")

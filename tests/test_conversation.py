@@ -24,8 +24,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.cli import main
 from bot.dialogue.engine import MAX_MESSAGE_CHARS, Engine, EngineInputError
-from bot.dialogue.factory import INTENT_THRESHOLD, build_engine, default_handlers
+from bot.app import INTENT_THRESHOLD, build_assistant
 from bot.dialogue.intents import IntentIndex, load_intents
+from bot.errors import ServiceUnavailableError
 from bot.dialogue.replies import Reply
 from bot.faq.index import FaqIndex
 from bot.mail import Mailer
@@ -33,6 +34,8 @@ from bot.messages import message
 from bot.settings import MailSettings, Settings
 from bot.storage.db import make_engine, session_factory, upgrade
 from bot.storage.members import seed_demo
+from handlers.registry import build_handlers
+from tests.conftest import TEST_SECRET
 from tests.mail_support import SMTP_HOST, Inbox, SmtpServer, body, free_port, start_smtp
 from bot.storage.models import (
     AuditLog,
@@ -92,7 +95,8 @@ class Clock:
 
 
 def settings_for(database_url: str, smtp_port: int) -> Settings:
-    return Settings(database_url=database_url, mail=MailSettings(smtp_host=SMTP_HOST, smtp_port=smtp_port))
+    return Settings(database_url=database_url, secret_key=TEST_SECRET,
+                    mail=MailSettings(smtp_host=SMTP_HOST, smtp_port=smtp_port))
 
 
 @pytest.fixture
@@ -112,18 +116,21 @@ def seeded(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
 def make_bot(
     database_url: str, seeded: sessionmaker[Session], jsug_index: FaqIndex, smtp_server: SmtpServer, clock: Clock
 ) -> Iterator[Callable[..., Engine]]:
-    """Build engines (workers) on the test database; ``smtp_port`` may point where nobody listens."""
-    built: list[Engine] = []
+    """Build engines (workers) on the test database; ``smtp_port`` may point where nobody listens.
+
+    No background mail worker: the ``Chat`` helper delivers the outbox after each turn itself, as the
+    worker would a moment later, so a test reads the mail of the turn it just made."""
+    built = []
 
     def make(smtp_port: int | None = None) -> Engine:
-        bot = build_engine(settings_for(database_url, smtp_port or smtp_server.port), faq=jsug_index)
-        bot.clock = clock
-        built.append(bot)
-        return bot
+        assistant = build_assistant(settings_for(database_url, smtp_port or smtp_server.port), faq=jsug_index,
+                                    deliver_mail=False, clock=clock)
+        built.append(assistant)
+        return assistant.engine
 
     yield make
-    for bot in built:
-        bot.sessions.kw["bind"].dispose()
+    for assistant in built:
+        assistant.close()
 
 
 @pytest.fixture
@@ -159,10 +166,14 @@ class Chat:
         self.channel = channel
 
     def say(self, said: str) -> Replies:
-        return Replies(self.bot.handle(self.channel, self.user_ref, text=said))
+        return self._delivered(self.bot.handle(self.channel, self.user_ref, text=said))
 
     def press(self, action: str) -> Replies:
-        return Replies(self.bot.handle(self.channel, self.user_ref, action=action))
+        return self._delivered(self.bot.handle(self.channel, self.user_ref, action=action))
+
+    def _delivered(self, replies: list[Reply]) -> Replies:
+        self.bot.mailer.deliver_pending()  # what the mail worker does right after the turn
+        return Replies(replies)
 
     def on(self, bot: Engine) -> Chat:
         """The same conversation, served by another worker."""
@@ -391,7 +402,7 @@ def _withdrawal_choose_step(chat: Chat, inbox: Inbox) -> None:
 
 def _withdrawal_reason_step(chat: Chat, inbox: Inbox) -> None:
     _withdrawal_choose_step(chat, inbox)
-    assert chat.press("kind:company_withdrawal").kinds == ["text"]
+    assert chat.press("kind:company_withdrawal").actions == ["skip"]  # the optional reason: 「省略する」
 
 
 def _withdrawal_confirm_step(chat: Chat, inbox: Inbox) -> None:
@@ -646,7 +657,7 @@ def test_user_deregistration_is_recorded_as_a_request_and_nothing_is_deleted(
     choices = start_verified(chat, inbox, "withdrawal_request", TAKAHASHI)
     assert choices.actions == ["kind:user_deregistration"]
 
-    assert chat.press("kind:user_deregistration").kinds == ["text"]
+    assert chat.press("kind:user_deregistration").actions == ["skip"]
     assert chat.say("担当を外れたため").actions == ["confirm", "cancel"]
     done = chat.press("confirm")
 
@@ -670,7 +681,7 @@ def test_the_representative_may_request_the_company_withdrawal(
     assert choices.actions == ["kind:user_deregistration", "kind:company_withdrawal"]
 
     chat.press("kind:company_withdrawal")
-    chat.say("なし")
+    assert chat.press("skip").actions == ["confirm", "cancel"]  # the reason skipped with its button
     chat.press("confirm")
 
     [request] = requests(seeded)
@@ -790,8 +801,8 @@ def test_smtp_down_during_a_withdrawal_keeps_the_request_and_delivers_the_mail_l
     replies = chat.press("confirm")
 
     [request] = requests(seeded)
-    assert replies.texts[0].startswith(f"JSUGNET利用登録の解除のお申し込みを受け付けました(受付番号: {request.id})")
-    assert replies.texts[-1] == message("mail_delayed")
+    assert replies.texts == [f"JSUGNET利用登録の解除のお申し込みを受け付けました(受付番号: {request.id})。"
+                             "事務局での手続きが完了しましたら、ご連絡いたします。手続き完了までは、ご登録はそのまま残ります。"]
     assert inbox.messages == []
     with seeded() as session:
         pending = list(session.scalars(select(OutboxMail).where(OutboxMail.status == "pending")))
@@ -804,17 +815,19 @@ def test_smtp_down_during_a_withdrawal_keeps_the_request_and_delivers_the_mail_l
     assert count(seeded, OutboxMail, OutboxMail.status != "sent") == 0
 
 
-def test_an_unreachable_database_gets_an_apology_not_an_exception(jsug_index: FaqIndex) -> None:
+def test_an_unreachable_database_is_one_specific_error_with_the_apology_for_members(jsug_index: FaqIndex) -> None:
     settings = settings_for(UNREACHABLE_DATABASE, free_port())
     database = make_engine(UNREACHABLE_DATABASE)
     sessions = session_factory(database)
-    handlers = default_handlers()
+    handlers = build_handlers()
     intents = IntentIndex(load_intents(settings.intents_dir, frozenset(handlers)), jsug_index.corpus.lexicon,
                           jsug_index.analyzer, INTENT_THRESHOLD)
     bot = Engine(settings, sessions, jsug_index, intents, Mailer(settings.mail, sessions), handlers)
     try:
         for turn in ({"text": "パスワードを忘れました"}, {"text": "メルマガを止めてください"}, {"action": "confirm"}):
-            assert bot.handle("web", "web-offline", **turn) == [Reply("text", message("database_unavailable"))]
+            with pytest.raises(ServiceUnavailableError) as raised:
+                bot.handle("web", "web-offline", **turn)
+            assert raised.value.member_message == message("database_unavailable")
     finally:
         database.dispose()
 

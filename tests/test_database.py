@@ -55,12 +55,14 @@ def test_mail_deliver_command_sends_the_outbox(engine, database_url: str, monkey
 def test_answer_feedback_is_stored(engine, jsug_index) -> None:
     from sqlalchemy import select
 
-    from bot.dialogue.factory import build_engine
+    from bot.app import build_assistant
     from bot.settings import Settings
     from bot.storage.db import session_factory
     from bot.storage.models import Feedback
+    from tests.conftest import TEST_SECRET
 
-    assistant = build_engine(Settings(database_url=engine.url.render_as_string(hide_password=False)), jsug_index)
+    assistant = build_assistant(Settings(database_url=engine.url.render_as_string(hide_password=False),
+                                         secret_key=TEST_SECRET), faq=jsug_index, deliver_mail=False)
     [reply] = assistant.handle("web", "visitor-1", action="feedback:password-reset:up")
     assert "ありがとうございます" in reply.text
     [stale] = assistant.handle("web", "visitor-1", action="feedback:no-such-faq:up")
@@ -68,17 +70,21 @@ def test_answer_feedback_is_stored(engine, jsug_index) -> None:
     with session_factory(engine)() as session:
         stored = session.scalars(select(Feedback)).all()
         assert [(f.faq_id, f.helpful) for f in stored] == [("password-reset", True)]
+    assistant.close()
 
 
 def test_requests_list_and_show_let_the_secretariat_read_a_request(engine, database_url, jsug_index,
                                                                     monkeypatch, capsys) -> None:
-    from bot.dialogue.factory import build_engine
+    from bot.app import build_assistant
     from bot.settings import Settings
+    from tests.conftest import TEST_SECRET
 
-    assistant = build_engine(Settings(database_url=database_url), jsug_index)
+    assistant = build_assistant(Settings(database_url=database_url, secret_key=TEST_SECRET), faq=jsug_index,
+                                deliver_mail=False)
     assistant.handle("web", "visitor-7", text="<b>今日の天気は？</b>")
     assistant.handle("web", "visitor-7", action="start:secretariat_request")
     assistant.handle("web", "visitor-7", action="confirm")
+    assistant.close()
     monkeypatch.setenv("DATABASE_URL", database_url)
 
     assert main(["requests", "list", "--json"]) == 0
