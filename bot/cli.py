@@ -96,7 +96,9 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         _print_json(report)
     else:
-        for key, value in report["metrics"].items():  # type: ignore[union-attr]
+        metrics = report["metrics"]
+        assert isinstance(metrics, dict)
+        for key, value in metrics.items():
             print(f"{key:32} {value}")
     return 0
 
@@ -265,6 +267,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from bot.channels.web.server import serve
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     serve(settings, args.host, args.port, args.workers)
     return 0
 

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.clock import utc
 from bot.settings import MailSettings
+from bot.storage.db import rowcount
 from bot.storage.models import OutboxMail, utcnow
 
 log = logging.getLogger("bot.mail")
@@ -256,7 +257,7 @@ class Mailer:
         is counted here, so the count also tells a late worker that its claim was released.
         """
         with self.sessions.begin() as session:
-            claimed = session.execute(
+            claimed = rowcount(session.execute(
                 update(OutboxMail)
                 .where(
                     OutboxMail.id == mail_id,
@@ -265,7 +266,7 @@ class Mailer:
                 )
                 .values(status=SENDING, attempts=OutboxMail.attempts + 1, sent_at=self._now())
                 .execution_options(synchronize_session=False)
-            ).rowcount
+            ))
             if claimed != 1:
                 return None
             row = session.execute(
@@ -300,7 +301,7 @@ class Mailer:
         """Give back mails claimed by a worker that stopped mid-send (counted as a failed attempt)."""
         cutoff = self._now() - timedelta(seconds=STALE_CLAIM_TIMEOUTS * self.settings.timeout_seconds)
         with self.sessions.begin() as session:
-            released = session.execute(
+            released = rowcount(session.execute(
                 update(OutboxMail)
                 .where(OutboxMail.status == SENDING, OutboxMail.sent_at < cutoff)
                 .values(
@@ -309,19 +310,19 @@ class Mailer:
                     sent_at=None,
                 )
                 .execution_options(synchronize_session=False)
-            ).rowcount
+            ))
         if released:
             log.warning("released %d mail(s) left in 'sending' by a stopped worker", released)
 
     def _log_instead_of_sending(self, mail_id: int) -> bool:
         """The embedded default: mark the mail logged and write it, body included, to the log."""
         with self.sessions.begin() as session:
-            claimed = session.execute(
+            claimed = rowcount(session.execute(
                 update(OutboxMail)
                 .where(OutboxMail.id == mail_id, OutboxMail.status == PENDING)
                 .values(status=LOGGED, attempts=OutboxMail.attempts + 1, sent_at=self._now())
                 .execution_options(synchronize_session=False)
-            ).rowcount
+            ))
             if claimed != 1:
                 return False
             row = session.execute(

@@ -11,8 +11,8 @@ import secrets
 from typing import Any
 
 from bot.dialogue.flow import CONFIRM, FlowContext, Step, clean_free_text, is_yes
-from bot.identity import parse_email
 from bot.dialogue.replies import buttons, text
+from bot.identity import parse_email
 from bot.storage.requests import KIND_LABELS, open_request, secretariat_mail_body
 
 NAME = "secretariat_request"
@@ -88,7 +88,7 @@ class SecretariatRequestHandler:
         return Step([confirm], {**state, "step": "confirm", "details": details})
 
     def _submit(self, ctx: FlowContext, state: dict[str, Any]) -> Step:
-        details = {key: state[key] for key in ("details", "contact_name", "contact_email") if key in state}
+        details: dict[str, Any] = {k: state[k] for k in ("details", "contact_name", "contact_email") if k in state}
         request, created = open_request(
             ctx.session, kind=state["kind"], idempotency_key=f"{ctx.conversation.id}:{state['nonce']}",
             conversation=ctx.conversation, member=ctx.member, details=details, actor=ctx.actor,

@@ -162,7 +162,7 @@ def parse_entry(raw: Any, path: Path, where: str) -> FaqEntry:
 
 def _check_unique(entries: list[FaqEntry], path: Path, positions: list[str]) -> None:
     seen: dict[str, str] = {}
-    for entry, where in zip(entries, positions):
+    for entry, where in zip(entries, positions, strict=True):
         if entry.id in seen:
             problem = f"duplicate id, already used by the entry at {seen[entry.id]}"
             raise CorpusError(path, problem, f"'{entry.id}' ({where})")
@@ -213,7 +213,7 @@ def load_faq_yaml(path: Path) -> list[FaqEntry]:
     if not isinstance(items, list):
         raise CorpusError(path, "must hold a list 'entries'")
     positions = [f"#{n}" for n in range(1, len(items) + 1)]
-    entries = [parse_entry(item, path, where) for item, where in zip(items, positions)]
+    entries = [parse_entry(item, path, where) for item, where in zip(items, positions, strict=True)]
     _check_unique(entries, path, positions)
     return entries
 

@@ -62,7 +62,7 @@ def evaluate(index: FaqIndex, cases: list[EvalCase]) -> dict[str, object]:
 
     in_scope = correct = wrong_in = wrong_out = oos = oos_fallback = top3 = suggested = 0
     reciprocal = 0.0
-    for case, result in zip(cases, outcomes):
+    for case, result in zip(cases, outcomes, strict=True):
         ranked = result.ranked[:10]
         answered = result.outcome is Outcome.ANSWER
         if case.expected:

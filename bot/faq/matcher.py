@@ -98,7 +98,10 @@ def _field_similarities(
 
 def _fuse(parts: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
     total = sum(weights.values())
-    return sum(weights[name] * parts[name] for name in FIELDS) / total
+    fused = np.zeros_like(parts[FIELDS[0]], dtype=np.float64)
+    for name in FIELDS:
+        fused += weights[name] * parts[name]
+    return fused / total
 
 
 def _fuzzy(index: FaqIndex, query: Document, rows: np.ndarray) -> np.ndarray:
@@ -214,6 +217,7 @@ def match(index: FaqIndex, text: str) -> MatchResult:
     else:
         confidence = relevance = top.score
     off_topic = [t for t in query.normalized.off_topic if t not in index.entry_text(int(order[0]))]
+    suggestions: list[str]
     if off_topic:
         outcome, faq_id, suggestions = Outcome.FALLBACK, None, []
     elif confidence >= s.answer_threshold and top.score - runner_up >= s.answer_margin:

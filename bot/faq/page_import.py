@@ -49,7 +49,7 @@ def parse_page(text: str, path: Path) -> list[PageBlock]:
     lines = [line.strip() for line in text.replace(PAGE_END, "\n").splitlines()]
     blocks: list[PageBlock] = []
     current: list[str] | None = None
-    for number, line in enumerate(lines):
+    for line in lines:
         if line == Q_MARK:
             if current is not None:
                 blocks.append(_block(current, path, len(blocks) + 1))

@@ -281,7 +281,7 @@ def _rows(path: Path, problems: _Problems) -> list[_Row]:
         if any(cell.strip() for cell in values[len(header):]):
             problems.add(line, f"the row has {len(values)} values but the header only {len(header)} columns")
             continue
-        cells = {name: value for name, value in zip(header, values) if name in known}
+        cells = {name: value for name, value in zip(header, values, strict=False) if name in known}
         try:
             rows.append(_parse_row(line, cells, known))
         except _BadValue as exc:

@@ -7,7 +7,7 @@ its hash as the user reference, so a client cannot choose or guess another membe
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
@@ -20,7 +20,8 @@ from bot.dialogue.engine import Turn
 from bot.messages import message
 
 CHANNEL = "web"
-ERRORS = {status: {"model": ErrorResponse} for status in (403, 422, 429, 503)}
+ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorResponse} for status in (403, 422, 429, 503)}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}}
 
 router = APIRouter(prefix="/api", tags=["chat"])
 Helper = Annotated[Assistant, Depends(deps.assistant)]
@@ -48,8 +49,7 @@ def inquiry(body: InquiryRequest, request: Request, assistant: Helper) -> JSONRe
     return _reply(session, turn)
 
 
-@router.get("/chat/{session_id}/messages", response_model=MessagesResponse, responses={404: {"model": ErrorResponse},
-                                                                                      **ERRORS})
+@router.get("/chat/{session_id}/messages", response_model=MessagesResponse, responses={**NOT_FOUND, **ERRORS})
 def messages(
     request: Request,
     assistant: Helper,

@@ -19,7 +19,8 @@ class RateLimited(Exception):
 
 
 def assistant(request: Request) -> Assistant:
-    return request.app.state.assistant  # type: ignore[no-any-return]
+    found: Assistant = request.app.state.assistant
+    return found
 
 
 def client_address(request: Request) -> str:

@@ -8,6 +8,7 @@ reaches the assistant: nothing of it is stored.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from limits.strategies import MovingWindowRateLimiter
 from bot.settings import WebSettings
 
 POLLS_PER_CHAT = 3
+log = logging.getLogger("bot.web")
 
 
 @dataclass(frozen=True)
@@ -33,9 +35,9 @@ class RateLimits:
         self.storage = storage_from_string(settings.rate_limit_storage)
         self.limiter = MovingWindowRateLimiter(self.storage)
         per_minute = settings.rate_limit_per_minute
-        self.per_client = RateLimitItemPerMinute(per_minute) if per_minute else None
-        self.polls = RateLimitItemPerMinute(per_minute * POLLS_PER_CHAT) if per_minute else None
-        self.per_session = (
+        self.per_client: RateLimitItem | None = RateLimitItemPerMinute(per_minute) if per_minute else None
+        self.polls: RateLimitItem | None = RateLimitItemPerMinute(per_minute * POLLS_PER_CHAT) if per_minute else None
+        self.per_session: RateLimitItem | None = (
             RateLimitItemPerMinute(settings.session_rate_limit_per_minute)
             if settings.session_rate_limit_per_minute else None
         )
@@ -44,14 +46,21 @@ class RateLimits:
         """Count one request of ``client`` (and of ``session_id``); a ``Refusal`` when over a limit."""
         if poll:
             return self._first_refusal([(self.polls, "poll", client)])
-        checks = [(self.per_client, "client", client)]
+        checks: list[tuple[RateLimitItem | None, str, str]] = [(self.per_client, "client", client)]
         if session_id:
             checks.append((self.per_session, "session", session_id))
         return self._first_refusal(checks)
 
     def _first_refusal(self, checks: list[tuple[RateLimitItem | None, str, str]]) -> Refusal | None:
         for item, scope, key in checks:
-            if item is not None and not self.limiter.hit(item, scope, key):
+            if item is None:
+                continue
+            try:
+                if self.limiter.hit(item, scope, key):
+                    continue
                 reset_at = self.limiter.get_window_stats(item, scope, key).reset_time
-                return Refusal(max(1, math.ceil(reset_at - time.time())))
+            except Exception as exc:  # noqa: BLE001 - a limit store that is down must not take the chat down
+                log.warning("rate-limit storage failed (%s); request let through", type(exc).__name__)
+                continue
+            return Refusal(max(1, math.ceil(reset_at - time.time())))
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -39,7 +40,7 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
         print("  mail: delivered by this server in the background", flush=True)
     else:
         print("  mail: queued for the worker process (jsug-bot mail deliver --every 10)", flush=True)
-    common = {
+    common: dict[str, Any] = {
         "host": host, "port": port, "access_log": False, "server_header": False, "proxy_headers": True,
         "forwarded_allow_ips": settings.web.forwarded_allow_ips, "log_level": "info",
     }
