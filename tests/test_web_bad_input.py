@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from typing import Any, Callable
 
@@ -175,6 +176,8 @@ def redis_url() -> Any:
         client = redis.Redis.from_url(url, socket_timeout=2)
         client.ping()
     except redis.RedisError:
+        if os.environ.get("JSUG_REQUIRE_REDIS") == "1":
+            pytest.fail("Redis is required here (JSUG_REQUIRE_REDIS=1) but does not answer on 127.0.0.1:6379")
         pytest.skip("Redis is not running on 127.0.0.1:6379 (.ci/run starts it)")
     for key in client.scan_iter("LIMITS*"):
         client.delete(key)
