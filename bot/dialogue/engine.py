@@ -12,7 +12,9 @@ and a turn that queued a mail looks, to the member and on the clock, like one th
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -88,6 +90,7 @@ class Engine:
         handlers: dict[str, Handler],
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
         on_mail_queued: Callable[[], None] = lambda: None,
+        serialize_turns: bool = False,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -98,6 +101,9 @@ class Engine:
         self.identity = IdentityFlow()
         self.clock = clock
         self.on_mail_queued = on_mail_queued
+        # SQLite ignores FOR UPDATE and lets one writer in at a time: turns of one process queue
+        # here instead of failing to upgrade a read snapshot or sleeping in SQLite's busy handler.
+        self._turn_lock: AbstractContextManager[object] = threading.Lock() if serialize_turns else nullcontext()
 
     def handle(self, channel: str, user_ref: str, text: str | None = None, action: str | None = None) -> list[Reply]:
         """One turn. Never raises for member input; ``ServiceUnavailableError`` when the database
@@ -148,11 +154,12 @@ class Engine:
 
     def _run_turn(self, channel: str, user_ref: str, text: str | None, action: str | None,
                   form: Form | None) -> Turn:
-        try:
-            return self._turn_once(channel, user_ref, text, action, form)
-        except IntegrityError:
-            # Two first messages raced to create the conversation row; the loser now finds it.
-            return self._turn_once(channel, user_ref, text, action, form)
+        with self._turn_lock:
+            try:
+                return self._turn_once(channel, user_ref, text, action, form)
+            except IntegrityError:
+                # Two first messages raced to create the conversation row; the loser now finds it.
+                return self._turn_once(channel, user_ref, text, action, form)
 
     def _turn_once(self, channel: str, user_ref: str, text: str | None, action: str | None,
                    form: Form | None) -> Turn:
