@@ -29,6 +29,7 @@ from bot.faq.index import FaqIndex, open_index
 from bot.identity import link_slack_user
 from bot.mail import Mailer
 from bot.mail_worker import MailWorker
+from bot.password_service import PasswordResets
 from bot.secret_key import resolve_secret_key
 from bot.settings import Settings
 from bot.storage import conversations
@@ -66,6 +67,7 @@ class Assistant:
         self.mailer = engine.mailer
         self.mail_worker = mail_worker
         self.secret_key = secret_key
+        self.passwords = PasswordResets(self.sessions, settings, lambda: self.engine.clock())
 
     @property
     def clock(self) -> Callable[[], datetime]:
@@ -203,7 +205,8 @@ def build_assistant(settings: Settings, *, faq: FaqIndex | None = None, deliver_
     worker = MailWorker(mailer, settings.web.mail_interval_seconds) if deliver else None
     engine = Engine(settings, sessions, faq, intents, mailer, handlers,
                     clock=clock or (lambda: datetime.now(timezone.utc)),
-                    on_mail_queued=worker.wake if worker else lambda: None)
+                    on_mail_queued=worker.wake if worker else lambda: None,
+                    serialize_turns=database.dialect.name == "sqlite")
     if worker is not None:
         worker.start()
     return Assistant(settings, database, faq, engine, worker, secret_key)

@@ -1,4 +1,5 @@
-"""Who a member is: one-time codes mailed through a real SMTP server, Slack links, password hashes."""
+"""Who a member is: one-time codes mailed through a real SMTP server, Slack links, passwords (argon2id,
+the legacy scrypt hashes, the policy, signing in)."""
 
 from __future__ import annotations
 
@@ -7,24 +8,39 @@ import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from argon2 import PasswordHasher, Type
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot import passwords
 from bot.identity import (
     CodeCheck,
     email_hash,
-    hash_password,
     issue_code,
     link_slack_user,
     members_by_email,
     parse_email,
     slack_members,
     verify_code,
-    verify_password,
 )
 from bot.mail import Mailer
+from bot.passwords import (
+    PasswordPolicyError,
+    authenticate,
+    check_password_policy,
+    common_passwords,
+    hash_password,
+    needs_rehash,
+    verify_password,
+)
 from bot.settings import Settings
-from bot.storage.models import AuditLog, ChannelIdentity, OneTimeCode, OutboxMail
+from bot.storage.models import (
+    AuditLog,
+    ChannelIdentity,
+    Member,
+    OneTimeCode,
+    OutboxMail,
+)
 from tests.mail_support import (  # noqa: F401 - fixtures
     SATO,
     WITHDRAWN,
@@ -251,22 +267,215 @@ def test_the_slack_link_follows_the_profile_and_goes_when_no_account_matches(ses
 
 # -- passwords -----------------------------------------------------------------------------------
 
+# Made by the earlier code (bot/identity.py's scrypt hash_password) from "ｃｏｒｒｅｃｔ horse 7".
+LEGACY_PASSWORD = "correct horse 7"
+LEGACY_HASH = "scrypt$32768$8$1$yiFF9K7dzzTyBtquAnwa8w==$1pWchkXdnxLUegm3EOH/BgYCoxY1ZhhVkmnoar7CD70="
+GOOD_PASSWORD = "Ume-no-hana-2026"
 
-def test_password_hashes_are_salted_scrypt_and_verify() -> None:
+
+def test_password_hashes_are_salted_argon2id_and_verify() -> None:
     first, second = hash_password("correct horse 7"), hash_password("correct horse 7")
     assert first != second  # a fresh salt each time
-    scheme, n, r, p, salt, digest = first.split("$")
-    assert (scheme, n, r, p) == ("scrypt", "32768", "8", "1")
-    assert salt and digest and "correct horse" not in first
+    assert first.startswith("$argon2id$v=19$m=65536,t=3,p=4$") and second.startswith("$argon2id$")
+    assert "correct horse" not in first
     assert verify_password("correct horse 7", first) and verify_password("correct horse 7", second)
     assert not verify_password("correct horse 8", first)
+    assert verify_password("ｃｏｒｒｅｃｔ　ｈｏｒｓｅ　７", first)  # typed in full width: the same password (NFKC)
+    assert not needs_rehash(first)
 
 
-@pytest.mark.parametrize("stored", [None, "", "plain", "scrypt$1$8$1$AAAA$AAAA", "scrypt$x$8$1$AAAA$AAAA",
-                                    "bcrypt$16384$8$1$AAAA$AAAA", "scrypt$16384$8$1$!!!$AAAA",
-                                    "scrypt$1048576000$8$1$AAAA$AAAA"])
+def test_legacy_scrypt_hashes_still_verify_and_need_a_rehash() -> None:
+    assert verify_password(LEGACY_PASSWORD, LEGACY_HASH)
+    assert verify_password("ｃｏｒｒｅｃｔ horse 7", LEGACY_HASH)
+    assert not verify_password("correct horse 8", LEGACY_HASH)
+    assert not verify_password(LEGACY_PASSWORD, LEGACY_HASH[:-4] + "AAA=")
+    assert needs_rehash(LEGACY_HASH)
+
+
+def test_argon2_hashes_with_outdated_parameters_need_a_rehash() -> None:
+    outdated = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(passwords._normalized("old one 2019"))
+    assert verify_password("old one 2019", outdated)
+    assert needs_rehash(outdated)
+
+
+def _argon2(**parameters: int) -> str:
+    """A real hash of "anything" whose stored parameters are then rewritten (so it is out of bounds)."""
+    genuine = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash("anything")
+    _, variant, version, _, salt, digest = genuine.split("$")
+    settings = ",".join(f"{key}={value}" for key, value in {"m": 8192, "t": 1, "p": 1, **parameters}.items())
+    return f"${variant}${version}${settings}${salt}${digest}"
+
+
+@pytest.mark.parametrize("stored", [
+    None, "", "plain", "scrypt$1$8$1$AAAA$AAAA", "scrypt$x$8$1$AAAA$AAAA", "bcrypt$16384$8$1$AAAA$AAAA",
+    "scrypt$16384$8$1$!!!$AAAA", "scrypt$1048576000$8$1$AAAA$AAAA", "scrypt$16384$64$1$AAAA$AAAA",
+    "scrypt$16384$8$1$AAAA$", "$argon2id$v=19$m=65536,t=3,p=4$!!!$AAAA", "$argon2id$", "$argon2id$v=19$garbage",
+    "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHRzYWx0$" + "A" * 43,
+    _argon2(m=2**22), _argon2(t=10_000), _argon2(p=255),
+    PasswordHasher(type=Type.I, time_cost=1, memory_cost=8192, parallelism=1).hash("anything"),
+    "$argon2i$v=19$m=8192,t=1,p=1$c2FsdHNhbHRzYWx0$" + "A" * 43,
+])
 def test_a_missing_or_malformed_stored_hash_never_verifies(stored: str | None) -> None:
     assert verify_password("anything", stored) is False
+
+
+def test_the_bounds_are_what_refuses_a_costly_stored_hash() -> None:
+    assert verify_password("anything", _argon2())  # the same hash, with its real parameters, verifies
+
+
+@pytest.mark.parametrize(
+    ("password", "says"),
+    [
+        ("", "12文字以上128文字以内"),
+        ("Ume-no-han1", "12文字以上128文字以内"),  # 11
+        ("１２３４５６７８９０１", "12文字以上128文字以内"),
+        ("ab1-" * 32 + "x", "12文字以上128文字以内"),  # 129
+        ("sato", "12文字以上"),
+        ("sato-spring-2026", "ログインID"),
+        ("My-SATO-pass-2026", "ログインID"),
+        ("ｓａｔｏ－ｓｐｒｉｎｇ－２０２６", "ログインID"),  # full width, folded first
+        ("password1234", "よく使われる"),
+        ("PassWord1234", "よく使われる"),
+        ("ｐａｓｓｗｏｒｄ１２３４", "よく使われる"),
+        ("123456789012", "よく使われる"),
+        ("qwertyuiop12", "よく使われる"),
+        ("iloveyou1234", "よく使われる"),
+        ("passwordpassword", "よく使われる"),
+        ("jsugjsugjsug", "よく使われる"),
+        ("aaaaaaaaaaaa", "同じ文字"),
+        ("a" * 128, "同じ文字"),
+        ("ＺＺＺＺＺＺＺＺＺＺＺＺＺ", "同じ文字"),
+    ],
+)
+def test_the_password_policy_refuses_with_a_japanese_reason(password: str, says: str) -> None:
+    with pytest.raises(PasswordPolicyError) as refused:
+        check_password_policy(password, "sato")
+    assert says in str(refused.value)
+
+
+@pytest.mark.parametrize("password", [
+    "Ume-no-hana1",  # exactly 12
+    "ab1-" * 32,  # exactly 128
+    "804219736551",  # digits only, but long and not a well-known one
+    "さくらが咲く春の日の朝です",
+    "correct horse battery staple",
+    "satoyama walk 2026"[::-1],  # "sato" reversed is fine
+])
+def test_the_password_policy_accepts(password: str) -> None:
+    assert check_password_policy(password, "sato") is None
+
+
+def test_a_login_id_is_refused_as_the_whole_password_and_contained_when_3_or_more_chars() -> None:
+    with pytest.raises(PasswordPolicyError):
+        check_password_policy("Beta-Rep-2026-x", "beta-rep")
+    with pytest.raises(PasswordPolicyError):
+        check_password_policy("verylongloginid1", "VeryLongLoginId1")
+    assert check_password_policy("ab-is-not-special-1", "ab") is None
+    assert check_password_policy("Ume-no-hana-2026", "") is None
+
+
+def test_the_bundled_list_holds_hundreds_of_long_well_known_passwords() -> None:
+    listed = common_passwords()
+    assert len(listed) >= 300
+    assert all(entry == entry.lower() and len(entry) >= 12 for entry in listed)
+    assert {"password1234", "123456789012", "qwertyuiop12", "1234567890ab", "passwordpassword",
+            "iloveyou1234", "jsugjsugjsug"} <= listed
+
+
+# -- signing in ----------------------------------------------------------------------------------
+
+
+def set_hash(sessions, member_id: int, stored: str | None) -> None:
+    with sessions.begin() as session:
+        member = session.get(Member, member_id)
+        assert member is not None
+        member.password_hash = stored
+
+
+def stored_hash(sessions, member_id: int) -> str | None:
+    with sessions() as session:
+        member = session.get(Member, member_id)
+        assert member is not None
+        return member.password_hash
+
+
+def sign_in(sessions, login_id: str, password: str) -> int | None:
+    with sessions.begin() as session:
+        member = authenticate(session, login_id, password)
+        return None if member is None else member.id
+
+
+def audit_actions(sessions) -> list[str]:
+    with sessions() as session:
+        return [entry.action for entry in session.scalars(select(AuditLog).order_by(AuditLog.id))]
+
+
+def test_a_legacy_hash_is_replaced_by_argon2id_at_sign_in(sessions, members: Members) -> None:
+    set_hash(sessions, members.sato, LEGACY_HASH)
+
+    assert sign_in(sessions, "sato", "wrong horse 7") is None
+    assert stored_hash(sessions, members.sato) == LEGACY_HASH  # a wrong password changes nothing
+    assert sign_in(sessions, "sato", LEGACY_PASSWORD) == members.sato
+
+    renewed = stored_hash(sessions, members.sato)
+    assert renewed and renewed.startswith("$argon2id$") and verify_password(LEGACY_PASSWORD, renewed)
+    with sessions() as session:
+        [entry] = session.scalars(select(AuditLog)).all()
+    assert (entry.action, entry.actor, entry.entity, entry.entity_id) == (
+        "password_rehashed", f"member:{members.sato}", "member", members.sato)
+    written = json.dumps([entry.before, entry.after])
+    assert LEGACY_HASH not in written and renewed not in written and "$argon2" not in written
+    assert LEGACY_PASSWORD not in written
+
+    assert sign_in(sessions, "sato", LEGACY_PASSWORD) == members.sato  # once renewed, left alone
+    assert stored_hash(sessions, members.sato) == renewed
+    assert audit_actions(sessions) == ["password_rehashed"]
+
+
+def test_an_outdated_argon2_hash_is_renewed_and_a_current_one_is_not(sessions, members: Members) -> None:
+    outdated = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(GOOD_PASSWORD)
+    set_hash(sessions, members.sato, outdated)
+    assert sign_in(sessions, "sato", GOOD_PASSWORD) == members.sato
+    renewed = stored_hash(sessions, members.sato)
+    assert renewed != outdated and renewed and not needs_rehash(renewed)
+    assert audit_actions(sessions) == ["password_rehashed"]
+
+    current = hash_password(GOOD_PASSWORD)
+    set_hash(sessions, members.yamada_personal, current)
+    assert sign_in(sessions, "yamada", GOOD_PASSWORD) == members.yamada_personal
+    assert stored_hash(sessions, members.yamada_personal) == current
+    assert audit_actions(sessions) == ["password_rehashed"]
+
+
+def test_sign_in_refuses_unknown_withdrawn_and_passwordless_accounts(sessions, members: Members) -> None:
+    current = hash_password(GOOD_PASSWORD)
+    for member_id in (members.sato, members.withdrawn):
+        set_hash(sessions, member_id, current)
+
+    assert sign_in(sessions, "sato", GOOD_PASSWORD) == members.sato
+    assert sign_in(sessions, "ｓａｔｏ", GOOD_PASSWORD) == members.sato  # typed in full width
+    for login_id, password in [("sato", GOOD_PASSWORD + "x"), ("SATO", GOOD_PASSWORD), ("old", GOOD_PASSWORD),
+                               ("nobody", GOOD_PASSWORD), ("yamada", GOOD_PASSWORD), ("", GOOD_PASSWORD),
+                               ("sato", ""), ("x" * 5000, GOOD_PASSWORD), ("' OR '1'='1", GOOD_PASSWORD)]:
+        assert sign_in(sessions, login_id, password) is None, login_id
+    assert audit_actions(sessions) == []
+
+
+def test_an_unknown_login_id_costs_a_hash_check_too(sessions, members: Members, monkeypatch) -> None:
+    set_hash(sessions, members.sato, hash_password(GOOD_PASSWORD))
+    checked: list[str | None] = []
+    real = passwords.verify_password
+
+    def spy(password: str, stored: str | None) -> bool:
+        checked.append(stored)
+        return real(password, stored)
+
+    monkeypatch.setattr(passwords, "verify_password", spy)
+    for login_id in ("nobody", "old", "yamada", "sato"):  # unknown, withdrawn, no password, known
+        sign_in(sessions, login_id, "some guess 123")
+    assert len(checked) == 4
+    assert all(stored and stored.startswith("$argon2id$v=19$m=65536,t=3,p=4$") for stored in checked)
+    assert checked[0] == checked[1] == checked[2] != checked[3]  # the same dummy hash for the three
 
 
 def test_codes_to_one_address_are_limited_per_hour_without_telling_the_caller(

@@ -13,12 +13,20 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.dialogue.flow import FlowContext, Step
-from bot.identity import InvalidEmailError, verify_password
+from bot.identity import InvalidEmailError
 from bot.mail import Mailer
+from bot.messages import message as member_text
+from bot.passwords import verify_password
 from bot.settings import Settings
-from bot.storage.models import AuditLog, Conversation, Member, OutboxMail, PasswordResetRequest, PasswordResetToken
+from bot.storage.models import (
+    AuditLog,
+    Conversation,
+    Member,
+    OutboxMail,
+    PasswordResetRequest,
+    PasswordResetToken,
+)
 from handlers.password_reset import (
-    MESSAGES,
     PasswordPolicyError,
     PasswordResetHandler,
     TokenError,
@@ -39,7 +47,10 @@ from tests.mail_support import (  # noqa: F401 - fixtures
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=timezone.utc)
 LINK = re.compile(r"(\S+)/reset-password\?token=([A-Za-z0-9_-]+)")
 LOGIN_ID = re.compile(r"ログインID: (\S+)")
-NEW_PASSWORD = "sakura-2026"
+NEW_PASSWORD = "sakura-2026-haru"
+# Made by the earlier code (scrypt, bot/identity.py's hash_password) from "correct horse 7".
+LEGACY_PASSWORD = "correct horse 7"
+LEGACY_HASH = "scrypt$32768$8$1$yiFF9K7dzzTyBtquAnwa8w==$1pWchkXdnxLUegm3EOH/BgYCoxY1ZhhVkmnoar7CD70="
 
 
 @pytest.fixture
@@ -178,7 +189,7 @@ def test_the_link_sets_the_password_once(sessions, sato_token: str, members: Mem
     with sessions.begin() as session:
         assert reset_password(session, sato_token, NEW_PASSWORD, "web", NOW).id == members.sato
     changed = password_hash(sessions, members.sato)
-    assert changed and changed.startswith("scrypt$") and verify_password(NEW_PASSWORD, changed)
+    assert changed and changed.startswith("$argon2id$") and verify_password(NEW_PASSWORD, changed)
 
     with sessions.begin() as session, pytest.raises(TokenError) as used:
         reset_password(session, sato_token, "another-password-9", "web", NOW + timedelta(minutes=1))
@@ -188,7 +199,28 @@ def test_the_link_sets_the_password_once(sessions, sato_token: str, members: Mem
     with sessions() as session:
         [entry] = session.scalars(select(AuditLog).where(AuditLog.action == "password_changed")).all()
     assert (entry.actor, entry.channel, entry.entity_id) == (f"member:{members.sato}", "web", members.sato)
-    assert "scrypt" not in json.dumps([entry.before, entry.after]) and changed not in json.dumps(entry.after)
+    written = json.dumps([entry.before, entry.after])
+    assert "scrypt" not in written and "argon2" not in written and changed not in written
+    assert NEW_PASSWORD not in written
+
+
+def test_a_reset_replaces_a_legacy_scrypt_hash(sessions, sato_token: str, members: Members) -> None:
+    with sessions.begin() as session:
+        member = session.get(Member, members.sato)
+        assert member is not None
+        member.password_hash = LEGACY_HASH
+    assert verify_password(LEGACY_PASSWORD, password_hash(sessions, members.sato))
+
+    with sessions.begin() as session:
+        reset_password(session, sato_token, NEW_PASSWORD, "web", NOW)
+
+    changed = password_hash(sessions, members.sato)
+    assert changed and changed.startswith("$argon2id$") and changed != LEGACY_HASH
+    assert verify_password(NEW_PASSWORD, changed) and not verify_password(LEGACY_PASSWORD, changed)
+    with sessions() as session:
+        [entry] = session.scalars(select(AuditLog).where(AuditLog.action == "password_changed")).all()
+    assert (entry.before, entry.after["password_set"]) == ({"password_set": True}, True)
+    assert LEGACY_HASH not in json.dumps([entry.before, entry.after])
 
 
 def test_a_reset_kills_the_members_other_links(sessions, mailer, settings, smtp_server, members) -> None:
@@ -233,8 +265,11 @@ def test_a_link_of_a_withdrawn_member_is_unknown(sessions, sato_token: str, memb
 
 @pytest.mark.parametrize(
     ("password", "says"),
-    [("abc1234", "8文字以上128文字以内"), ("a" * 129, "8文字以上128文字以内"), ("", "8文字以上"),
-     ("12345678", "数字だけ"), ("１２３４５６７８９", "数字だけ")],
+    [("abc1234", "12文字以上128文字以内"), ("ab1-" * 32 + "x", "12文字以上128文字以内"), ("", "12文字以上"),
+     ("12345678", "12文字以上"), ("１２３４５６７８９", "12文字以上"), ("sakura-2026", "12文字以上"),
+     ("sato-spring-2026", "ログインID"), ("Haru-SATO-2026", "ログインID"),
+     ("password1234", "よく使われる"), ("QWERTYUIOP12", "よく使われる"), ("１２３４５６７８９０１２", "よく使われる"),
+     ("a" * 128, "同じ文字"), ("777777777777777", "同じ文字")],
 )
 def test_the_password_policy_refuses_and_the_link_stays_usable(
     sessions, sato_token: str, members: Members, password: str, says: str
@@ -243,9 +278,25 @@ def test_the_password_policy_refuses_and_the_link_stays_usable(
         reset_password(session, sato_token, password, "web", NOW)
     assert says in str(refused.value)
     assert password_hash(sessions, members.sato) is None
+    with sessions() as session:
+        assert session.scalars(select(AuditLog).where(AuditLog.action == "password_changed")).all() == []
+    good = "ab1-" * 32  # 128 characters, the longest allowed
     with sessions.begin() as session:  # a second try with a good password still works
-        reset_password(session, sato_token, "a" * 128, "web", NOW)
-    assert verify_password("a" * 128, password_hash(sessions, members.sato))
+        reset_password(session, sato_token, good, "web", NOW)
+    assert verify_password(good, password_hash(sessions, members.sato))
+
+
+def test_the_policy_is_checked_against_the_login_id_of_the_links_account(
+    sessions, mailer, settings, smtp_server, members: Members
+) -> None:
+    request(sessions, mailer, settings, YAMADA)
+    by_login = {login_id_of(message): token_of(message) for message in delivered(mailer, smtp_server)}
+    with sessions.begin() as session, pytest.raises(PasswordPolicyError) as refused:
+        reset_password(session, by_login["beta-rep"], "my-BETA-REP-2026", "web", NOW)
+    assert "ログインID" in str(refused.value)
+    with sessions.begin() as session:  # the other account's login ID is no part of this one's
+        reset_password(session, by_login["yamada"], "my-BETA-REP-2026", "web", NOW)
+    assert verify_password("my-BETA-REP-2026", password_hash(sessions, members.yamada_personal))
 
 
 # -- the conversation ----------------------------------------------------------------------------
@@ -295,7 +346,7 @@ def said(step: Step) -> str:
     return "\n".join(reply.text for reply in step.replies)
 
 
-REQUESTED = MESSAGES["requested"].format(minutes=30)
+REQUESTED = member_text("password_reset_requested", minutes=30)
 
 
 def test_the_flow_asks_for_the_address_and_requests_the_reset(chat: Chat, smtp_server, mailer, members) -> None:
@@ -303,7 +354,7 @@ def test_the_flow_asks_for_the_address_and_requests_the_reset(chat: Chat, smtp_s
     assert (handler.name, handler.needs_identity) == ("password_reset", False)
 
     first = chat.start()
-    assert said(first) == MESSAGES["ask_email"] and not first.done and first.state
+    assert said(first) == member_text("password_reset_ask_email") and not first.done and first.state
 
     last = chat.say(" ｙａｍａｄａ＠ｅｘａｍｐｌｅ．ｃｏｍ ")
     assert (said(last), last.state, last.done) == (REQUESTED, None, True)
@@ -327,10 +378,10 @@ def test_a_malformed_address_is_asked_again_and_the_third_ends_the_flow(chat: Ch
     chat.start()
     for _ in range(2):
         step = chat.say("yamada.example.com")
-        assert said(step) == MESSAGES["malformed_email"] and not step.done
+        assert said(step) == member_text("password_reset_malformed_email") and not step.done
         assert "形式" in said(step)
     step = chat.say("yamada@")
-    assert (said(step), step.state, step.done) == (MESSAGES["gave_up"], None, True)
+    assert (said(step), step.state, step.done) == (member_text("password_reset_gave_up"), None, True)
     assert count(sessions, PasswordResetRequest) == 0
 
 
@@ -357,7 +408,7 @@ def test_hostile_input_is_a_malformed_address_and_nothing_is_written(
 ) -> None:
     chat.start()
     step = chat.say(hostile)
-    assert said(step) == MESSAGES["malformed_email"]
+    assert said(step) == member_text("password_reset_malformed_email")
     assert not hostile or hostile not in said(step)  # never echoed back
     for model in (PasswordResetRequest, PasswordResetToken, OutboxMail, AuditLog):
         assert count(sessions, model) == 0

@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.cors import CORSMiddleware
 
 from bot.app import Assistant, build_assistant
-from bot.channels.web import api, pages
+from bot.channels.web import api, pages, reset
 from bot.channels.web.deps import RateLimited, rate_limited_response
 from bot.channels.web.errors import install_error_handlers
 from bot.channels.web.rate_limits import RateLimits
@@ -47,6 +47,7 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
     app.add_exception_handler(RateLimited, rate_limited_response)  # type: ignore[arg-type]
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(reset.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
     app.add_middleware(
         CORSMiddleware,
