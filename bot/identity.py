@@ -25,6 +25,7 @@ from bot.clock import utc
 from bot.mail import Mailer
 from bot.settings import Settings
 from bot.storage import audit
+from bot.storage.db import rowcount
 from bot.storage.models import ChannelIdentity, Member, OneTimeCode
 
 log = logging.getLogger("bot.identity")
@@ -201,12 +202,12 @@ def verify_code(
     expected = current.code_hash
     if not (expected and hmac.compare_digest(_code_hash(current.id, typed), expected)):
         return CodeCheck(False, None, "too_many" if attempts >= settings.code_attempts else "wrong")
-    used = session.execute(
+    used = rowcount(session.execute(
         update(OneTimeCode)
         .where(OneTimeCode.id == current.id, OneTimeCode.used_at.is_(None))
         .values(used_at=now)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     if used != 1:
         return CodeCheck(False, None, "none")  # used by a concurrent check a moment ago
     return CodeCheck(True, current.email, "ok")

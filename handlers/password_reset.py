@@ -29,6 +29,7 @@ from bot.messages import message
 from bot.passwords import PasswordPolicyError, check_password_policy, hash_password
 from bot.settings import Settings
 from bot.storage import audit
+from bot.storage.db import rowcount
 from bot.storage.models import Member, PasswordResetRequest, PasswordResetToken
 
 log = logging.getLogger("handlers.password_reset")
@@ -149,12 +150,12 @@ def reset_password(session: Session, token: str, new_password: str, channel: str
     now = utc(now)
     row, member = _usable_token(session, token, now, lock=True)
     check_password_policy(new_password, member.login_id)
-    claimed = session.execute(
+    claimed = rowcount(session.execute(
         update(PasswordResetToken)
         .where(PasswordResetToken.id == row.id, PasswordResetToken.used_at.is_(None))
         .values(used_at=now)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     if claimed != 1:
         raise TokenError("used")  # a concurrent reset with the same link got there first
     session.execute(
