@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -33,7 +33,7 @@ from bot.password_service import PasswordResets
 from bot.secret_key import resolve_secret_key
 from bot.settings import Settings
 from bot.storage import conversations
-from bot.storage.db import ensure_migrated, make_engine, session_factory
+from bot.storage.db import ensure_migrated, guarded, make_engine, session_factory
 from bot.storage.members import show_member
 from bot.storage.requests import list_requests, show_request
 from handlers.registry import build_handlers
@@ -162,20 +162,10 @@ class Assistant:
         self.database.dispose()
 
     def _transaction(self) -> AbstractContextManager[Session]:
-        return _guarded(self.sessions.begin)
+        return guarded(self.sessions.begin)
 
     def _reading(self) -> AbstractContextManager[Session]:
-        return _guarded(self.sessions)
-
-
-@contextmanager
-def _guarded(opener: Callable[[], Any]) -> Iterator[Session]:
-    """A session whose database failures surface as ``ServiceUnavailableError``."""
-    try:
-        with opener() as session:
-            yield session
-    except SQLAlchemyError as exc:
-        raise ServiceUnavailableError(f"the database does not answer ({type(exc).__name__})") from exc
+        return guarded(self.sessions)
 
 
 def _web_user_ref(token: str) -> str:

@@ -6,17 +6,17 @@ so the page can say "try again later" instead of failing. Tokens and passwords a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.errors import ServiceUnavailableError
+from bot.passwords import PasswordPolicyError
 from bot.settings import Settings
-from handlers.password_reset import check_token, reset_password
+from bot.storage.db import guarded
+from handlers.password_reset import TokenError, check_token, reset_password
+
+__all__ = ["PasswordPolicyError", "PasswordResets", "TokenError"]
 
 WEB = "web"
 
@@ -32,20 +32,11 @@ class PasswordResets:
     def check(self, token: str) -> str:
         """The login ID of the account the link belongs to, for the page; ``TokenError`` when the
         link is unknown (or forged), expired or used."""
-        with _guarded(self.sessions) as session:
+        with guarded(self.sessions) as session:
             return check_token(session, token, self.clock()).login_id
 
     def reset(self, token: str, new_password: str) -> None:
         """Set the new password (argon2id); the link is used up. Raises ``TokenError`` or
         ``PasswordPolicyError`` (nothing written, the link stays usable)."""
-        with _guarded(self.sessions.begin) as session:
+        with guarded(self.sessions.begin) as session:
             reset_password(session, token, new_password, WEB, self.clock())
-
-
-@contextmanager
-def _guarded(opener: Callable[[], Any]) -> Iterator[Session]:
-    try:
-        with opener() as session:
-            yield session
-    except SQLAlchemyError as exc:
-        raise ServiceUnavailableError(f"the database does not answer ({type(exc).__name__})") from exc

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -13,8 +13,10 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+
+from bot.errors import ServiceUnavailableError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -53,6 +55,17 @@ def _sqlite_pragmas(connection, _record) -> None:  # type: ignore[no-untyped-def
 def rowcount(result: Result[Any]) -> int:
     """Rows an UPDATE or DELETE matched (``Session.execute`` is typed as returning a plain ``Result``)."""
     return cast(CursorResult[Any], result).rowcount
+
+
+@contextmanager
+def guarded(opener: Callable[[], AbstractContextManager[Session]]) -> Iterator[Session]:
+    """A session (``sessions`` or ``sessions.begin``) whose database failures surface as
+    ``ServiceUnavailableError``, the one error every channel maps to "try again later"."""
+    try:
+        with opener() as session:
+            yield session
+    except SQLAlchemyError as exc:
+        raise ServiceUnavailableError(f"the database does not answer ({type(exc).__name__})") from exc
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -30,8 +30,8 @@ from bot.app import Assistant
 from bot.channels.web.pages import TEMPLATES
 from bot.errors import ServiceUnavailableError
 from bot.messages import message
-from bot.passwords import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, PasswordPolicyError
-from handlers.password_reset import TokenError
+from bot.password_service import PasswordPolicyError, TokenError
+from bot.passwords import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS
 
 log = logging.getLogger("bot.web.reset")
 
