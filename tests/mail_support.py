@@ -1,7 +1,7 @@
 """A real SMTP server (aiosmtpd) for the mail tests, and members created directly in the database.
 
-Test modules import the fixtures they use from here (``tests/conftest.py`` belongs to the
-database and FAQ fixtures).
+Its fixtures (``smtp_server``, ``members``) reach every test module through ``pytest_plugins`` in
+``tests/conftest.py``; modules import only the helpers and constants.
 """
 
 from __future__ import annotations

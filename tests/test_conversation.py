@@ -22,21 +22,18 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.app import INTENT_THRESHOLD, build_assistant
 from bot.cli import main
 from bot.dialogue.engine import MAX_MESSAGE_CHARS, Engine, EngineInputError
-from bot.app import INTENT_THRESHOLD, build_assistant
 from bot.dialogue.intents import IntentIndex, load_intents
-from bot.errors import ServiceUnavailableError
 from bot.dialogue.replies import Reply
+from bot.errors import ServiceUnavailableError
 from bot.faq.index import FaqIndex
 from bot.mail import Mailer
 from bot.messages import message
 from bot.settings import MailSettings, Settings
 from bot.storage.db import make_engine, session_factory, upgrade
 from bot.storage.members import seed_demo
-from handlers.registry import build_handlers
-from tests.conftest import TEST_SECRET
-from tests.mail_support import SMTP_HOST, Inbox, SmtpServer, body, free_port, start_smtp
 from bot.storage.models import (
     AuditLog,
     Conversation,
@@ -47,6 +44,9 @@ from bot.storage.models import (
     RequestEvent,
     SecretariatRequest,
 )
+from handlers.registry import build_handlers
+from tests.conftest import TEST_SECRET
+from tests.mail_support import SMTP_HOST, Inbox, SmtpServer, body, free_port, start_smtp
 
 SECRETARIAT = "secretariat@jsug.org"
 UNREACHABLE_DATABASE = "postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=1"
@@ -841,7 +841,7 @@ def test_two_conversations_of_one_member_confirming_at_once_give_one_consistent_
     bot: Engine, inbox: Inbox, seeded: sessionmaker[Session], choices: tuple[str, str], audits: int
 ) -> None:
     tabs = [Chat(bot, "web-tab-1"), Chat(bot, "web-tab-2")]
-    for tab, choice in zip(tabs, choices):
+    for tab, choice in zip(tabs, choices, strict=True):
         start_verified(tab, inbox, "newsletter_optout", TANAKA)
         assert tab.press(choice).actions == ["confirm", "cancel"]
     barrier = threading.Barrier(len(tabs))
@@ -868,7 +868,7 @@ def test_two_conversations_of_one_member_confirming_at_once_give_one_consistent_
     entries = audit_rows(seeded, "preferences_changed")
     assert len(entries) == audits
     assert entries[0].before == {"newsletter": True, "postal_dm": True}
-    for earlier, later in zip(entries, entries[1:]):
+    for earlier, later in zip(entries, entries[1:], strict=False):
         assert later.before == earlier.after  # no lost update: each change saw the one before it
     assert entries[-1].after == {"newsletter": False, "postal_dm": False}
     assert len(inbox.to(TANAKA, NEWSLETTER_DONE_SUBJECT)) == audits

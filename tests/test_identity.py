@@ -41,15 +41,7 @@ from bot.storage.models import (
     OneTimeCode,
     OutboxMail,
 )
-from tests.mail_support import (  # noqa: F401 - fixtures
-    SATO,
-    WITHDRAWN,
-    YAMADA,
-    Members,
-    SmtpServer,
-    members,
-    smtp_server,
-)
+from tests.mail_support import SATO, WITHDRAWN, YAMADA, Members, SmtpServer
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=timezone.utc)
 CODE = re.compile(r"確認コード: (\d{6})")

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.mail import DeliveryReport, InvalidMailError, Mailer
 from bot.settings import MailSettings, Settings
 from bot.storage.models import OutboxMail, utcnow
-from tests.mail_support import SMTP_HOST, SmtpServer, free_port, smtp_server, start_smtp  # noqa: F401 - fixture
+from tests.mail_support import SMTP_HOST, SmtpServer, free_port, start_smtp
 
 SUBJECT = "【JSUG】テストのお知らせ"
 BODY = "山田 様\n\nこれはテストのメールです。\n\nJSUG事務局"

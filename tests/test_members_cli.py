@@ -56,7 +56,7 @@ def counts(engine: Engine) -> dict[str, int]:
 def member(engine: Engine, login_id: str) -> Member:
     with Session(engine, expire_on_commit=False) as session:
         found = session.scalars(select(Member).where(Member.login_id == login_id)).one()
-        found.company, found.preferences  # load both before the session closes
+        _ = (found.company, found.preferences)  # load both before the session closes
         return found
 
 

@@ -34,15 +34,7 @@ from handlers.password_reset import (
     request_reset,
     reset_password,
 )
-from tests.mail_support import (  # noqa: F401 - fixtures
-    SATO,
-    WITHDRAWN,
-    YAMADA,
-    Members,
-    SmtpServer,
-    members,
-    smtp_server,
-)
+from tests.mail_support import SATO, WITHDRAWN, YAMADA, Members, SmtpServer
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=timezone.utc)
 LINK = re.compile(r"(\S+)/reset-password\?token=([A-Za-z0-9_-]+)")

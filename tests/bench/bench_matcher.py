@@ -477,7 +477,7 @@ def measure(corpus_name: str, engine: str, data_dir: Path | None, entries: int) 
     shared_after = _shared_bytes()
     peak = max(_peak_rss_bytes(), rss_after)
 
-    scored = [(top, exp) for top, exp in zip(tops, expected) if exp]
+    scored = [(top, exp) for top, exp in zip(tops, expected, strict=True) if exp]
     hit1 = sum(1 for top, exp in scored if top[:1] and top[0] in exp)
     hit10 = sum(1 for top, exp in scored if set(top) & set(exp))
     ms = sorted(v / 1e6 for v in latencies)
