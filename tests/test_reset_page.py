@@ -57,7 +57,7 @@ def checked(response: httpx.Response, *, unavailable: bool = False) -> httpx.Res
     assert response.status_code < 500 or (unavailable and response.status_code == 503), response.text
     assert response.headers["content-type"].startswith("text/html")
     assert response.headers["cache-control"] == "no-store"
-    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["referrer-policy"] == "same-origin"
     csp = response.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "style-src 'self'" in csp and "frame-ancestors 'none'" in csp
     assert "set-cookie" not in response.headers  # no session, no login

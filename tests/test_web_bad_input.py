@@ -120,7 +120,7 @@ def test_html_pages_carry_the_security_headers(web: Web) -> None:
     script_src = next(part for part in csp.split(";") if part.strip().startswith("script-src"))
     assert "'unsafe-inline'" not in script_src and "frame-ancestors" in csp
     assert page.headers["x-content-type-options"] == "nosniff"
-    assert page.headers["referrer-policy"] == "no-referrer"
+    assert page.headers["referrer-policy"] == "same-origin"
     api = web.client.post("/api/chat", json={"text": "こんにちは"})
     assert api.headers["x-content-type-options"] == "nosniff"
 

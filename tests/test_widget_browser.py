@@ -19,7 +19,9 @@ pytest.register_assert_rewrite("tests.web_support")
 from sqlalchemy import select  # noqa: E402
 
 from bot.faq.index import FaqIndex  # noqa: E402
+from bot.passwords import authenticate  # noqa: E402
 from bot.storage.models import Feedback, Member, Preferences  # noqa: E402
+from tests.mail_support import body  # noqa: E402
 from tests.web_support import Site, browser_missing, expect  # noqa: E402
 
 MISSING = browser_missing()
@@ -34,6 +36,7 @@ PASSWORD_QUESTION = "パスワードを忘れました"
 VAGUE_QUESTIONS = ("会員について", "変更したい", "会社について", "登録について", "請求について")
 UNANSWERABLE = "今日の天気はどうですか"
 TANAKA = "tanaka@example.com"
+TAKAHASHI = "takahashi@example.com"
 SECRETARIAT = "secretariat@jsug.org"
 UNAVAILABLE = "申し訳ありません。ただいまシステムに接続できません。しばらくしてからもう一度お試しください。"
 PHONE = {"viewport": {"width": 360, "height": 740}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
@@ -144,6 +147,37 @@ def test_a_member_stops_the_newsletter_with_a_mailed_code_and_the_database_says_
         prefs = session.get(Preferences, member.id)
         assert (prefs.newsletter, prefs.postal_dm) == (False, True)
     site.wait_for_mail(TANAKA, "配信設定を変更しました")
+
+
+def test_the_reset_link_from_the_mail_opens_the_page_and_sets_a_new_password(open_chat, site):
+    chat = open_chat().open()
+    chat.ask(PASSWORD_QUESTION)
+    expect(chat.press("パスワード再設定メールを送る")).to_contain_text("メールアドレスを入力してください")
+    expect(chat.ask(TAKAHASHI)).to_contain_text("パスワード再設定のご案内をお送りしました")
+    [mail] = site.wait_for_mail(TAKAHASHI, "パスワード再設定")
+    link = re.search(r"http://\S+/reset-password\?token=\S+", body(mail))
+    assert link, body(mail)
+
+    page = chat.page
+    chat.allow_console(r"status of (422|410)")  # the page answers a refused form and a used link with these
+    page.goto(link.group(0))
+    expect(page.get_by_role("heading", name="パスワードの再設定")).to_be_visible()
+    expect(page.get_by_text("12文字以上")).to_be_visible()
+    page.get_by_label("新しいパスワード", exact=True).fill("sakura-haru-2026")
+    page.get_by_label("新しいパスワード(確認のため、もう一度)").fill("sakura-haru-2027")
+    page.get_by_role("button", name="パスワードを設定する").click()
+    expect(page.get_by_role("alert")).to_contain_text("確認用のパスワードが一致しません")
+    page.get_by_label("新しいパスワード", exact=True).fill("sakura-haru-2026")
+    page.get_by_label("新しいパスワード(確認のため、もう一度)").fill("sakura-haru-2026")
+    page.get_by_role("button", name="パスワードを設定する").click()
+    expect(page.get_by_role("status")).to_contain_text("新しいパスワードを設定しました")
+    chat.screenshot("reset-done")
+
+    with site.sessions() as session:
+        member = session.scalars(select(Member).where(Member.email == TAKAHASHI)).one()
+        assert authenticate(session, member.login_id, "sakura-haru-2026") is not None
+    page.goto(link.group(0))  # the link is used up
+    expect(page.get_by_role("alert")).to_contain_text("このリンクはすでに使用されています")
 
 
 def test_the_secretariat_form_checks_its_fields_files_the_inquiry_and_shows_the_receipt(open_chat, site):

@@ -274,6 +274,7 @@ def site(jsug_index: FaqIndex, tmp_path_factory: pytest.TempPathFactory) -> Iter
     static = StaticSite(api)
     settings = Settings(
         database_url=database_url,
+        public_url=api,
         allowed_origins=static.origin,
         mail=MailSettings(smtp_host=HOST, smtp_port=smtp.port),
         web=WebSettings(rate_limit_per_minute=0, mail_interval_seconds=0.2),

@@ -8,7 +8,7 @@ and the policy, then sets the password; the member then logs in to JSUGNET as us
 here). A used, expired or unknown link gets one sentence and the way to a new mail: the chat.
 
 No response may be cached (``Cache-Control: no-store``); the app's middleware adds the strict CSP
-and ``Referrer-Policy: no-referrer``, so the page has no inline script or style. Neither the reset
+and ``Referrer-Policy: same-origin`` (the link's token never leaves the site), so the page has no inline script or style. Neither the reset
 token nor a password is ever logged or shown.
 """
 

@@ -22,7 +22,8 @@ CSP = (
 )
 COMMON = [
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
+    # Not "no-referrer": with it browsers send "Origin: null" on same-origin form posts.
+    (b"referrer-policy", b"same-origin"),
 ]
 HTML_ONLY = [
     (b"content-security-policy", CSP.encode("ascii")),
