@@ -160,6 +160,35 @@ def test_serve_starts_the_server_and_prints_the_demo_page(tmp_path: Path) -> Non
         process.wait(10)
 
 
+def test_serve_with_two_workers_answers_keep_alive_requests_without_a_delayed_ack_stall(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'demo.sqlite3'}"
+    engine = make_engine(database)
+    upgrade(engine)
+    engine.dispose()
+    port = free_port()
+    process = subprocess.Popen([JSUG_BOT, "serve", "--port", str(port), "--workers", "2"], env=_cli_env(database),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            deadline = time.monotonic() + 40
+            while True:
+                try:
+                    client.get("/healthz")
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline and process.poll() is None, "the server did not come up"
+                    time.sleep(0.2)
+            timings = []
+            for _ in range(15):
+                started = time.perf_counter()
+                assert client.get("/healthz").status_code == 200
+                timings.append(time.perf_counter() - started)
+        assert sorted(timings)[len(timings) // 2] < 0.02  # Nagle + delayed ACK would be ~40 ms each
+    finally:
+        process.terminate()
+        process.wait(15)
+
+
 def test_serve_refuses_an_unmigrated_database_with_a_clear_message(tmp_path: Path) -> None:
     database = f"sqlite:///{tmp_path / 'empty.sqlite3'}"
     done = subprocess.run([JSUG_BOT, "serve", "--port", str(free_port())],

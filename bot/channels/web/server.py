@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import socket
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from bot.channels.web.app import create_app
 from bot.secret_key import resolve_secret_key
@@ -14,6 +17,21 @@ from bot.settings import Settings
 from bot.storage.db import ensure_migrated, make_engine
 
 log = logging.getLogger("bot.web")
+
+
+class NoDelayHttpProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol with Nagle's algorithm off on every connection.
+
+    With ``--workers`` uvicorn binds the listening socket itself without naming the TCP protocol,
+    so asyncio does not set TCP_NODELAY on the connections, and a keep-alive response written in
+    two parts waits for the client's delayed ACK: 40 ms a request (measured: 0.7 ms vs 44 ms).
+    """
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        connection = transport.get_extra_info("socket")
+        if connection is not None and connection.family in (socket.AF_INET, socket.AF_INET6):
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().connection_made(transport)
 
 
 def app_from_environment() -> FastAPI:
@@ -43,6 +61,7 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     common: dict[str, Any] = {
         "host": host, "port": port, "access_log": False, "server_header": False, "proxy_headers": True,
         "forwarded_allow_ips": settings.web.forwarded_allow_ips, "log_level": "info",
+        "http": "bot.channels.web.server:NoDelayHttpProtocol",
     }
     if workers > 1:
         uvicorn.run("bot.channels.web.server:app_from_environment", factory=True, workers=workers, **common)
