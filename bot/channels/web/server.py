@@ -23,8 +23,9 @@ class NoDelayHttpProtocol(HttpToolsProtocol):
     """uvicorn's HTTP protocol with Nagle's algorithm off on every connection.
 
     With ``--workers`` uvicorn binds the listening socket itself without naming the TCP protocol,
-    so asyncio does not set TCP_NODELAY on the connections, and a keep-alive response written in
-    two parts waits for the client's delayed ACK: 40 ms a request (measured: 0.7 ms vs 44 ms).
+    so asyncio's loop does not set TCP_NODELAY on the connections, and a keep-alive response written
+    in two parts waits for the client's delayed ACK: 40 ms a request (measured: 0.7 ms vs 44 ms).
+    uvloop (installed with ``uvicorn[standard]``) sets it itself; this keeps it so on either loop.
     """
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
