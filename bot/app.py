@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from pydantic import SecretStr
 from sqlalchemy import Engine as Database
 from sqlalchemy import text as sql
 from sqlalchemy.exc import SQLAlchemyError
@@ -178,6 +179,7 @@ def build_assistant(settings: Settings, *, faq: FaqIndex | None = None, deliver_
     """Everything wired from ``settings``; ``faq`` reuses a built index (tests), ``deliver_mail``
     overrides whether a background worker delivers the outbox (default: on the embedded database)."""
     secret_key = resolve_secret_key(settings)
+    settings = settings.model_copy(update={"secret_key": SecretStr(secret_key.decode("utf-8"))})
     faq = faq or open_index(settings)
     handlers = build_handlers()
     intents = IntentIndex(

@@ -49,6 +49,11 @@ STALE_CLAIM_TIMEOUTS = 30
 MAX_ERROR_CHARS = 500
 
 
+#: Where a mail's secret (a one-time code, a reset link) goes in its body. The outbox keeps the
+#: secret apart (``OutboxMail.secret``), puts it in only when sending, and forgets it once sent.
+SECRET_PLACEHOLDER = "{{secret}}"
+
+
 class InvalidMailError(ValueError):
     """A recipient or subject that cannot go into a mail header (e.g. one containing a line break)."""
 
@@ -74,6 +79,12 @@ class _Claim:
     subject: str
     body: str
     attempts: int
+    secret: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The body as the recipient reads it, the secret put in."""
+        return self.body.replace(SECRET_PLACEHOLDER, self.secret) if self.secret is not None else self.body
 
 
 class _MailRejected(Exception):
@@ -171,15 +182,22 @@ class Mailer:
 
     # -- queueing, in the caller's transaction -------------------------------------------------
 
-    def queue(self, session: Session, recipient: str, subject: str, body: str) -> OutboxMail:
-        """Add a pending mail to ``session`` (flushed, so it has an id); it is sent once committed."""
+    def queue(self, session: Session, recipient: str, subject: str, body: str, *,
+              secret: str | None = None) -> OutboxMail:
+        """Add a pending mail to ``session`` (flushed, so it has an id); it is sent once committed.
+
+        ``secret`` (a code or a link) replaces ``SECRET_PLACEHOLDER`` in ``body`` at send time only,
+        so the stored body never holds it and the stored secret is purged once the mail is sent.
+        """
+        if (secret is not None) != (SECRET_PLACEHOLDER in body):
+            raise InvalidMailError(f"a secret needs the placeholder {SECRET_PLACEHOLDER} in the body, and only then")
         recipient = recipient.strip()
         _name, address = parseaddr(recipient)
         if not address or "@" not in address or len(recipient) > 320 or _has_line_break(recipient):
             raise InvalidMailError("the recipient is not a single e-mail address")
         if _has_line_break(subject) or len(subject) > 300:
             raise InvalidMailError("the subject must be one line of at most 300 characters")
-        mail = OutboxMail(recipient=recipient, subject=subject, body=body, status=PENDING, attempts=0)
+        mail = OutboxMail(recipient=recipient, subject=subject, body=body, status=PENDING, attempts=0, secret=secret)
         session.add(mail)
         session.flush()
         return mail
@@ -270,18 +288,17 @@ class Mailer:
             if claimed != 1:
                 return None
             row = session.execute(
-                select(OutboxMail.recipient, OutboxMail.subject, OutboxMail.body, OutboxMail.attempts).where(
-                    OutboxMail.id == mail_id
-                )
+                select(OutboxMail.recipient, OutboxMail.subject, OutboxMail.body, OutboxMail.attempts,
+                       OutboxMail.secret).where(OutboxMail.id == mail_id)
             ).one()
-        return _Claim(mail_id, row.recipient, row.subject, row.body, row.attempts)
+        return _Claim(mail_id, row.recipient, row.subject, row.body, row.attempts, row.secret)
 
     def _record_sent(self, claim: _Claim) -> None:
         with self.sessions.begin() as session:
             session.execute(
                 update(OutboxMail)
                 .where(_still_ours(claim))
-                .values(status=SENT, sent_at=self._now())
+                .values(status=SENT, sent_at=self._now(), secret=None)
                 .execution_options(synchronize_session=False)
             )
 
@@ -344,7 +361,7 @@ class Mailer:
             message["Subject"] = claim.subject
             message["Date"] = format_datetime(self._now())
             message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
-            message.set_content(claim.body)
+            message.set_content(claim.text)
         except ValueError as exc:
             raise _MailRejected(_describe(exc)) from exc
         return message

@@ -33,6 +33,7 @@ from bot.storage.models import (
     Company,
     Member,
     MembershipClass,
+    Meta,
     Preferences,
     RequestStatus,
     SecretariatRequest,
@@ -46,6 +47,7 @@ REQUIRED_COLUMNS = (
 OPTIONAL_COLUMNS = ("billing_contact_name", "billing_contact_email", "interest_committees", "regional_forums")
 
 DEMO_CSV = Path(__file__).with_name("demo_members.csv")
+DEMO_KEY = "demo"
 #: The demo address with two accounts (a personal one and the company representative account).
 DEMO_SHARED_EMAIL = "yamada@example.com"
 
@@ -507,6 +509,19 @@ def seed_demo(session: Session) -> None:
     Idempotent: the importer upserts by ``login_id``, so a second run changes nothing.
     """
     import_members(session, DEMO_CSV, actor="seed-demo", channel="cli")
+    mark_demo_database(session)
+
+
+def mark_demo_database(session: Session) -> None:
+    """Record that this is the demo database: only here may mails be logged instead of sent, and
+    ``chat --as`` act without ``--trust-identity``."""
+    if session.get(Meta, DEMO_KEY) is None:
+        session.add(Meta(key=DEMO_KEY, value="true"))
+
+
+def is_demo_database(session: Session) -> bool:
+    found = session.get(Meta, DEMO_KEY)
+    return found is not None and found.value == "true"
 
 
 # --- looking an address up ---------------------------------------------------------------------------------------

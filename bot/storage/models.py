@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -64,7 +64,7 @@ class Member(Base):
     """A JSUGNET user: an employee of a member company, with a login of their own."""
 
     __tablename__ = "members"
-    __table_args__ = (Index("ix_members_email", "email"),)
+    __table_args__ = (Index("ix_members_email", "email"), Index("ix_members_email_folded", func.lower(text("email"))))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     company_id: Mapped[int] = mapped_column(ForeignKey("companies.id"))
@@ -159,6 +159,10 @@ class Conversation(Base):
     user_ref: Mapped[str] = mapped_column(String(200))
     member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
     verified_email: Mapped[str | None] = mapped_column(String(320))
+    verified_at: Mapped[datetime | None] = mapped_column()
+    """When the member proved who they are here; the proof lasts ``identity_minutes``."""
+    assumed_by: Mapped[str | None] = mapped_column(String(100))
+    """The operator who vouched for the member (``chat --as``); their changes are theirs, on behalf."""
     state: Mapped[dict[str, Any]] = mapped_column(default=dict)
     version: Mapped[int] = mapped_column(Integer, default=0)
     state_updated_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -260,3 +264,16 @@ class OutboxMail(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column()
+    next_attempt_at: Mapped[datetime | None] = mapped_column()
+    """Not tried again before this moment (backoff after a failed attempt); None: at once."""
+    secret: Mapped[str | None] = mapped_column(Text)
+    """The one-time code or reset link, put into ``body`` only at send time and purged after."""
+
+
+class Meta(Base):
+    """Facts about the database itself, e.g. ``demo`` = "true" on the demo database ``db seed-demo`` made."""
+
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(String(50), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
