@@ -22,6 +22,7 @@ from sqlalchemy import text as sql
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.attempt_limits import AttemptLimits
 from bot.dialogue.engine import Engine, Form, Turn
 from bot.dialogue.intents import IntentIndex, load_intents
 from bot.dialogue.replies import Reply
@@ -192,13 +193,13 @@ def build_assistant(settings: Settings, *, faq: FaqIndex | None = None, deliver_
         database.dispose()
         raise
     sessions = session_factory(database)
-    mailer = Mailer(settings.mail, sessions)
+    mailer = Mailer.for_settings(settings, sessions)
     deliver = settings.delivers_mail_in_process if deliver_mail is None else deliver_mail
     worker = MailWorker(mailer, settings.web.mail_interval_seconds) if deliver else None
     engine = Engine(settings, sessions, faq, intents, mailer, handlers,
                     clock=clock or (lambda: datetime.now(timezone.utc)),
                     on_mail_queued=worker.wake if worker else lambda: None,
-                    serialize_turns=database.dialect.name == "sqlite")
+                    serialize_turns=database.dialect.name == "sqlite", attempt_limits=AttemptLimits(settings))
     if worker is not None:
         worker.start()
     return Assistant(settings, database, faq, engine, worker, secret_key)

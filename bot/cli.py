@@ -60,14 +60,49 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
-    import getpass
+    """A conversation at the terminal. Each run is a conversation of its own (a fresh random user
+    reference), so two runs never share a flow or a verified identity, whoever runs them.
+
+    ``--as EMAIL`` lets an operator act for a member without a one-time code. The operator is the
+    OS account of this process (``LOGNAME``/``USER`` are the caller's to set, so they are not asked),
+    recorded on the conversation (``assumed_by``) and in every audit entry as acting on the member's
+    behalf. Without ``--trust-identity`` it is honoured only on the demo database ``db seed-demo``
+    made (``is_demo_database``), not on any SQLite file.
+    """
     import logging
+    import os
+    import secrets
 
     from bot.app import build_assistant
     from bot.channels.terminal import run_chat, run_script
+    from bot.identity import parse_email
+    from bot.storage.members import is_demo_database
 
-    if args.as_email and not (settings.is_embedded_database or args.trust_identity):
-        raise CommandError("--as is honoured only on the embedded demo database or with --trust-identity")
+    operator: str | None = None
+    if args.as_email:
+        if parse_email(args.as_email) is None:
+            raise CommandError(f"--as {args.as_email!r} is not an e-mail address")
+        try:
+            import pwd
+        except ImportError:
+            raise CommandError("--as needs a POSIX system: the operator is named by the OS account") from None
+        try:
+            account = pwd.getpwuid(os.getuid()).pw_name
+        except KeyError:  # a uid without a passwd entry (some containers): name it by number
+            account = f"uid-{os.getuid()}"
+        operator = "operator:" + ("".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_"
+                                          for c in account)[:50] or f"uid-{os.getuid()}")
+        if not args.trust_identity:
+            try:
+                with _member_database(settings) as sessions, sessions() as session:
+                    demo = is_demo_database(session)
+            except SQLAlchemyError as exc:
+                raise CommandError(f"--as without --trust-identity: cannot tell whether "
+                                   f"{_safe_url(settings.database_url)} is the demo database "
+                                   f"({type(exc).__name__})") from None
+            if not demo:
+                raise CommandError("--as is honoured only on the demo database (made by `jsug-bot db seed-demo`) "
+                                   "or with --trust-identity")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("bot.mail").setLevel(logging.INFO)
     if args.script:
@@ -77,9 +112,9 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
             raise CommandError(f"{args.script}: cannot read the script ({exc})") from None
     assistant = build_assistant(settings, faq=open_index(settings, args.faq) if args.faq else None)
     try:
-        user_ref = f"as:{args.as_email.lower()}" if args.as_email else f"local:{getpass.getuser()}"
-        if args.as_email:
-            assistant.assume_identity("terminal", user_ref, args.as_email, operator=f"operator:{getpass.getuser()}")
+        user_ref = f"{'as' if operator else 'local'}:{secrets.token_hex(8)}"
+        if args.as_email and operator:
+            assistant.assume_identity("terminal", user_ref, args.as_email, operator=operator)
         if args.script:
             run_script(assistant, user_ref, lines, args.json, sys.stdout)
         else:
@@ -171,8 +206,11 @@ def cmd_db_seed_demo(args: argparse.Namespace, settings: Settings) -> int:
     from bot.storage.members import DEMO_CSV, DEMO_SHARED_EMAIL, seed_demo
 
     with _member_database(settings) as sessions, transaction(sessions) as session:
-        seed_demo(session)
+        marked = seed_demo(session)
     print(f"demo data is in place ({DEMO_CSV.name}): {_safe_url(settings.database_url)}")
+    if not marked:
+        print("  the database holds other members: not marked as the demo database "
+              "(chat --as needs --trust-identity, mail needs SMTP)")
     print(f"  try: jsug-bot members show {DEMO_SHARED_EMAIL}   (one address, two accounts)")
     return 0
 
@@ -219,7 +257,7 @@ def cmd_requests_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_requests_show(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.storage.requests import show_request
+    from bot.storage.requests import render_request, show_request
 
     with _member_database(settings) as sessions, sessions() as session:
         request = show_request(session, args.id)
@@ -228,36 +266,85 @@ def cmd_requests_show(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         _print_json(request)
         return 0
-    print(f"#{request['id']} {request['kind_label']} ({request['status']}), {request['created_at'][:16]}, "
-          f"channel {request['channel']} / {request['user_ref']}")
-    if request["member"]:
-        member = request["member"]
-        print(f"member: {member['name']} <{member['email']}> {member['login_id']}, {member['company']}")
-    for key, value in request["details"].items():
-        print(f"{key}: {value}")
-    print("--- transcript")
-    for line in request["transcript"]:
-        print(f"[{line['from']}] {line['text']}")
-    print("--- history")
-    for event in request["history"]:
-        print(f"{event['at'][:16]} {event['status']} {event['actor']} {event['note']}")
+    print(render_request(request))
     return 0
 
 
 def cmd_mail_deliver(args: argparse.Namespace, settings: Settings) -> int:
-    """Send what waits in the outbox; with --every, keep doing it (a worker process)."""
-    import time
+    """Send what waits in the outbox; with --every, keep doing it (a worker process) through
+    database outages. No SMTP host outside the demo database: exit 2, nothing sent or marked."""
+    import logging
 
-    from bot.mail import Mailer
+    from bot.mail import DeliveryReport, Mailer
+    from bot.mail_worker import deliver_every
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("bot.mail").setLevel(logging.INFO)
+
+    def say(report: DeliveryReport) -> None:
+        print(f"sent {len(report.sent)}, logged {len(report.logged)}, failed {len(report.failed)}, "
+              f"expired {len(report.expired)}", flush=True)
 
     with _member_database(settings) as sessions:
-        mailer = Mailer(settings.mail, sessions)
-        while True:
-            report = mailer.deliver_pending()
-            print(f"sent {len(report.sent)}, logged {len(report.logged)}, failed {len(report.failed)}", flush=True)
-            if not args.every:
-                return 0
-            time.sleep(args.every)
+        mailer = Mailer.for_settings(settings, sessions)
+        if not args.every:
+            say(mailer.deliver_pending())
+            return 0
+        deliver_every(mailer, args.every, say)
+    return 0
+
+
+def cmd_mail_list(args: argparse.Namespace, settings: Settings) -> int:
+    """The outbox for the secretariat: masked recipients, attempts, errors; never a body or a secret."""
+    from bot.mail import list_outbox
+
+    with _member_database(settings) as sessions, sessions() as session:
+        rows = list_outbox(session, args.status)
+    if args.json:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print("no mails" if args.status == "all" else f"no {args.status} mails")
+    for row in rows:
+        print(f"#{row['id']:<5} {row['status']:<8} {row['created_at'][:16]}  attempts {row['attempts']:<3} "
+              f"{row['recipient']}  {row['subject']}")
+        if row["next_attempt_at"]:
+            print(f"       next attempt: {row['next_attempt_at'][:19]}")
+        if row["last_error"]:
+            print(f"       last error: {row['last_error']}")
+    return 0
+
+
+def cmd_mail_retry(args: argparse.Namespace, settings: Settings) -> int:
+    """Make mails due now, attempts reset (audited): the named ones, every failed one, or every
+    pending one waiting out its backoff (e.g. once the SMTP server is fixed)."""
+    from bot.clock import utc
+    from bot.mail import requeue
+    from bot.storage.db import transaction
+    from bot.storage.models import utcnow
+
+    with _member_database(settings) as sessions, transaction(sessions) as session:
+        report = requeue(session, args.ids, failed=args.failed, actor=f"operator:{_os_account()}",
+                         now=utc(utcnow()))
+    print(f"requeued {len(report.requeued)} mail(s)" + (f": {', '.join(map(str, report.requeued))}"
+                                                          if report.requeued else ""))
+    for mail_id, reason in sorted(report.skipped.items()):
+        print(f"mail {mail_id} not requeued: {reason}", file=sys.stderr)
+    return 1 if args.ids and report.skipped else 0  # a named mail left alone is worth a non-zero status
+
+
+def _os_account() -> str:
+    """The operating-system account running the command (not $USER, which anyone can set)."""
+    import os
+
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):  # no pwd module (Windows), or a uid without a passwd entry
+        import getpass
+
+        return getpass.getuser()
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -292,9 +379,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     chat = sub.add_parser("chat", help="chat with the assistant in the terminal (needs the database)")
     chat.add_argument("--faq", type=Path)
-    chat.add_argument("--as", dest="as_email", metavar="EMAIL", help="act as this member (demo database only)")
+    chat.add_argument("--as", dest="as_email", metavar="EMAIL",
+                      help="act for this member, recorded as your OS account on their behalf (demo database only)")
     chat.add_argument("--trust-identity", action="store_true",
-                      help="OPERATOR FLAG: honour --as on a production database (no one-time code)")
+                      help="OPERATOR FLAG: honour --as on any other database (no one-time code)")
     chat.add_argument("--script", type=Path, help="a file: one message a line, !ACTION presses a button")
     chat.add_argument("--json", action="store_true", help="with --script: one JSON object per turn")
     chat.set_defaults(run=cmd_chat)
@@ -352,9 +440,18 @@ def build_parser() -> argparse.ArgumentParser:
     req_show.set_defaults(run=cmd_requests_show)
 
     mail = sub.add_parser("mail", help="the outbox").add_subparsers(dest="mail_command", required=True)
-    deliver = mail.add_parser("deliver", help="send pending mails (retries those that failed before)")
+    deliver = mail.add_parser("deliver", help="send the mails that are due (retries back off, over a day)")
     deliver.add_argument("--every", type=float, metavar="SECONDS", help="repeat forever, as a worker")
     deliver.set_defaults(run=cmd_mail_deliver)
+    mail_list = mail.add_parser("list", help="mails with masked recipients, attempts and errors (no bodies)")
+    mail_list.add_argument("--status", default="failed", choices=("failed", "pending", "all"))
+    mail_list.add_argument("--json", action="store_true")
+    mail_list.set_defaults(run=cmd_mail_list)
+    retry = mail.add_parser("retry", help="make mails due now with their attempts reset (audited)")
+    retry.add_argument("ids", type=int, nargs="*", metavar="ID", help="these mails (default: see --failed)")
+    retry.add_argument("--failed", action="store_true",
+                       help="every failed mail (without it and without IDs: every pending mail waiting to retry)")
+    retry.set_defaults(run=cmd_mail_retry)
 
     cal = faq.add_parser("calibrate", help="fit the score calibration on question sets")
     cal.add_argument(

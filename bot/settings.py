@@ -48,7 +48,16 @@ class MatcherSettings(BaseModel):
 
 
 class MailSettings(BaseModel):
-    """SMTP delivery. Without a host (the embedded default) mails stay in the outbox and the log."""
+    """SMTP delivery. Without a host, mails are shown in the demo mailbox (stderr) on the demo database
+    only; anywhere else delivery refuses to run (``MailNotConfiguredError``) and leaves the outbox as it is.
+
+    Retries back off: after the n-th failed attempt a mail waits ``retry_first_seconds * 2**(n-1)``,
+    at most ``retry_max_seconds``, plus up to 20 % at random. With the defaults (1 min doubling to a
+    4 h cap, ``max_attempts`` 14) the waits are 1, 2, 4, … 128 min, then 4 h five times: the last
+    attempt comes at least 24 h 15 min after the first, so an outage of a day loses no mail.
+    ``send_deadline_seconds`` bounds one mail's whole SMTP conversation (connect to QUIT), so a
+    server that trickles bytes cannot hold a delivery; ``timeout_seconds`` bounds each socket operation.
+    """
 
     smtp_host: str | None = None
     smtp_port: int = Field(25, ge=1, le=65535)
@@ -58,7 +67,10 @@ class MailSettings(BaseModel):
     sender: str = "JSUG事務局 <no-reply@jsug.org>"
     secretariat_address: str = "secretariat@jsug.org"
     timeout_seconds: float = Field(10.0, gt=0)
-    max_attempts: int = Field(5, ge=1)
+    max_attempts: int = Field(14, ge=1)
+    retry_first_seconds: float = Field(60.0, gt=0)
+    retry_max_seconds: float = Field(4 * 3600.0, gt=0)
+    send_deadline_seconds: float = Field(60.0, gt=0)
 
 
 class WebSettings(BaseModel):
@@ -102,6 +114,16 @@ class Settings(BaseSettings):
     code_minutes: int = Field(10, ge=1)
     code_attempts: int = Field(5, ge=1)
     codes_per_hour: int = Field(5, ge=1)
+    # Limits on proving who one is (bot/attempt_limits.py, counted per hour in ``web.rate_limit_storage``):
+    # a conversation's own limits stay below the address's (``codes_per_hour``, ``wrong_codes_per_address``),
+    # so one attacker's conversation cannot use up what the member's own conversation needs.
+    code_requests_per_session: int = Field(3, ge=1)
+    code_requests_overall: int = Field(300, ge=1)
+    wrong_codes_per_session: int = Field(10, ge=1)
+    wrong_codes_per_address: int = Field(25, ge=1)
+    wrong_codes_overall: int = Field(1000, ge=1)
+    identity_minutes: int = Field(30, ge=1)
+    """How long a verified identity lasts (``JSUG_IDENTITY_MINUTES``); a change after that asks again."""
 
     @property
     def is_embedded_database(self) -> bool:

@@ -78,14 +78,23 @@ class NewsletterOptoutHandler:
 
 
 def _preferences(ctx: FlowContext, lock: bool = False) -> Preferences:
-    """The member's preferences row, locked when about to change (two conversations at once)."""
+    """The member's preferences row, locked when about to change (two conversations at once).
+
+    A member without one (imported before preferences existed, or added by hand) gets the defaults
+    the association applies anyway; creating the row is a change like any other, so it is audited
+    (``preferences_created``, with ``members show``'s history of the member)."""
     assert ctx.member is not None
     query = select(Preferences).where(Preferences.member_id == ctx.member.id)
     prefs = ctx.session.scalars(query.with_for_update() if lock else query).one_or_none()
     if prefs is None:
-        prefs = Preferences(member_id=ctx.member.id, newsletter=True, postal_dm=True)
+        prefs = Preferences(member_id=ctx.member.id, newsletter=True, postal_dm=True,
+                            interest_committees=[], regional_forums=[])
         ctx.session.add(prefs)
         ctx.session.flush()
+        audit.record(ctx.session, actor=ctx.actor, channel=ctx.channel, action="preferences_created",
+                     entity="preferences", entity_id=ctx.member.id, before=None,
+                     after=audit.snapshot(prefs, "newsletter", "postal_dm", "interest_committees",
+                                          "regional_forums"))
     return prefs
 
 

@@ -3,7 +3,8 @@
 Anyone may ask, so nothing here tells the asker whether the address is registered: the reply,
 the return value and the writes that can be observed from outside are the same either way, and
 the hourly limit counts requests for unregistered addresses too. Each account of the address gets
-its own mail with its login ID and a single-use link; only the link token's SHA-256 is stored.
+its own mail with its login ID and a single-use link; only the link token's SHA-256 is stored, and
+the outbox keeps the link apart from the body until it is sent (``Mailer.queue(secret=...)``).
 
 ``request_reset``, ``check_token`` and ``reset_password`` are also what the web reset page
 calls; ``PasswordResetHandler`` is the conversation that leads to ``request_reset``.
@@ -23,8 +24,18 @@ from sqlalchemy.orm import Session
 from bot.clock import utc
 from bot.dialogue import replies
 from bot.dialogue.flow import FlowContext, Step
-from bot.identity import InvalidEmailError, email_hash, members_by_email, parse_email
-from bot.mail import Mailer
+from bot.identity import (
+    ADDRESS_PREFIX,
+    InvalidEmailError,
+    email_hash,
+    lock_address,
+    members_by_email,
+    parse_email,
+    record_attempt,
+    same_work_as_queueing,
+    server_secret,
+)
+from bot.mail import SECRET_PLACEHOLDER, Mailer
 from bot.messages import message
 from bot.passwords import PasswordPolicyError, check_password_policy, hash_password
 from bot.settings import Settings
@@ -68,13 +79,18 @@ def request_reset(
 
     Returns None whether or not the address is registered, and whether or not the hourly limit
     (``settings.reset_requests_per_hour`` per address) has been reached; over the limit nothing
-    is mailed. Raises ``InvalidEmailError`` for text that is not an address (ask again first).
+    is mailed. The limit holds when requests arrive at once (``lock_address``: the count and the
+    new request row are one step per address). Every request is in the audit log, on each account
+    of the address or on the bare address (``record_attempt``: its keyed hash, never a link). The
+    work is alike for a registered and an unregistered address, so the turn's time tells nothing.
+    Raises ``InvalidEmailError`` for text that is not an address (ask again first).
     """
     address = parse_email(email)
     if address is None:
         raise InvalidEmailError("not an e-mail address")
     now = utc(now)
-    address_hash = email_hash(address)
+    address_hash = email_hash(address, server_secret(settings))
+    lock_address(session, address_hash)
     recent = session.scalar(
         select(func.count(PasswordResetRequest.id)).where(
             PasswordResetRequest.email_hash == address_hash,
@@ -82,19 +98,21 @@ def request_reset(
         )
     )
     session.add(PasswordResetRequest(email_hash=address_hash, created_at=now))
+    members = members_by_email(session, address)
     if recent is not None and recent >= settings.reset_requests_per_hour:
-        log.info("password reset for address %s… not sent: hourly limit reached", address_hash[:12])
+        record_attempt(session, actor=actor, channel=channel, action="password_reset_requested", members=members,
+                       address_key=address_hash, limited=True)
+        log.info("password reset for address %s… not sent: hourly limit reached", address_hash[:ADDRESS_PREFIX])
         return
     expires_at = now + timedelta(minutes=settings.reset_token_minutes)
     base_url = settings.public_url.rstrip("/")
-    for member in members_by_email(session, address):
+    for member in members:
         token = secrets.token_urlsafe(32)
         row = PasswordResetToken(
             member_id=member.id, token_hash=token_hash(token), email_hash=address_hash, expires_at=expires_at,
             created_at=now,
         )
-        session.add(row)
-        session.flush()
+        session.add(row)  # written by the queue's flush below: one flush per account, not two
         mail = mailer.queue(
             session,
             member.email,
@@ -104,15 +122,23 @@ def request_reset(
                 name=member.name,
                 login_id=member.login_id,
                 minutes=settings.reset_token_minutes,
-                link=f"{base_url}/reset-password?token={token}",
+                link=SECRET_PLACEHOLDER,
             ),
+            secret=f"{base_url}/reset-password?token={token}",
         )
-        audit.record(
-            session, actor=actor, channel=channel, action="password_reset_requested", entity="member",
-            entity_id=member.id, before=None,
-            after={"reset_token_id": row.id, "outbox_id": mail.id, "expires_at": expires_at.isoformat()},
-        )
+        record_attempt(session, actor=actor, channel=channel, action="password_reset_requested", members=[member],
+                       address_key=address_hash, reset_token_id=row.id, outbox_id=mail.id,
+                       expires_at=expires_at.isoformat())
         log.info("password reset token %d for member %d queued as mail %d", row.id, member.id, mail.id)
+    if not members:
+        # What one account's mail costs the turn, without writing one: a token and its hash, a
+        # statement each for the token and the mail, the audit entry.
+        token_hash(secrets.token_urlsafe(32))
+        session.execute(select(PasswordResetToken.id).where(PasswordResetToken.id == 0))
+        same_work_as_queueing(session)
+        record_attempt(session, actor=actor, channel=channel, action="password_reset_requested", members=[],
+                       address_key=address_hash)
+        log.info("password reset for address %s…: no active account", address_hash[:ADDRESS_PREFIX])
 
 
 def _usable_token(session: Session, token: str, now: datetime, *, lock: bool) -> tuple[PasswordResetToken, Member]:
@@ -182,6 +208,8 @@ class PasswordResetHandler:
 
     name = "password_reset"
     needs_identity = False
+    acts_for_member = False
+    """Anyone may ask, for any address: a verified member's lapsed identity is no reason to ask again."""
 
     def start(self, ctx: FlowContext, slots: dict[str, Any]) -> Step:
         given = slots.get("email")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import logging
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +26,59 @@ pytest_plugins = ["tests.mail_support", "tests.api_support"]
 DATA = Path(__file__).parent / "data"
 #: The server secret of tests on PostgreSQL (production requires one; the embedded default makes its own).
 TEST_SECRET = SecretStr("test-secret-" + "x" * 40)
+
+
+#: Loggers of the test's own peers (the HTTP client standing in for a browser, the SMTP server standing
+#: in for the member's mailbox): what they log is not the assistant's log.
+PEER_LOGGERS = ("httpx", "httpcore", "mail.log", "asyncio", "urllib3")
+SECRET_PATTERNS = (
+    re.compile(r"確認コード[:：]\s*\d{6}"),
+    re.compile(r"token=[A-Za-z0-9_-]{20,}"),
+)
+
+
+class _Keeper(logging.Handler):
+    """Keeps every log record of the whole run, formatted as a log file would hold it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith(PEER_LOGGERS):
+            return
+        try:
+            self.lines.append(f"{record.name}: {self.format(record)}")
+        except Exception:  # noqa: BLE001 - a record that cannot be formatted is kept as its template
+            self.lines.append(f"{record.name}: {record.msg!r}")
+
+
+def _demo_addresses() -> set[str]:
+    from bot.storage.members import DEMO_CSV
+
+    with DEMO_CSV.open(encoding="utf-8-sig", newline="") as handle:
+        return {row["email"].lower() for row in csv.DictReader(handle)} | {"nobody@example.com"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def logs_hold_no_personal_data_or_secrets() -> Iterator[None]:
+    """Across the whole suite, no log line of the assistant holds a member's address, a one-time
+    code or a reset token (the issue's check: grep the captured logs of every test)."""
+    keeper = _Keeper()
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(keeper)
+    root.setLevel(logging.INFO)  # what `jsug-bot serve` logs
+    try:
+        yield
+    finally:
+        root.removeHandler(keeper)
+        root.setLevel(previous)
+    addresses = _demo_addresses()
+    leaks = [line for line in keeper.lines
+             if any(address in line.lower() for address in addresses) or any(p.search(line) for p in SECRET_PATTERNS)]
+    assert not leaks, f"{len(leaks)} log line(s) hold an address, a code or a token, e.g.:\n" + "\n".join(
+        line[:300] for line in leaks[:10])
 
 
 @pytest.fixture(scope="session")

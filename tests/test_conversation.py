@@ -59,7 +59,9 @@ SATO = "sato@example.com"  # one account; newsletter and DM both off already
 NOBODY = "nobody@example.com"  # no account
 
 NEWSLETTER_DONE_SUBJECT = "【JSUG】配信設定を変更しました"
-IDENTITY_AUDIT = ("identity_verified", "identity_assumed")
+#: Audit entries of proving who one is (security events), apart from the changes a member's action makes.
+IDENTITY_AUDIT = ("identity_verified", "identity_assumed", "one_time_code_requested", "one_time_code_wrong",
+                  "identity_locked_out")
 
 
 # --- a real SMTP server ----------------------------------------------------------------------------
@@ -226,7 +228,7 @@ def preferences(sessions: sessionmaker[Session], login_id: str) -> tuple[bool, b
 
 def business_state(sessions: sessionmaker[Session]) -> dict[str, Any]:
     """Everything a member's action may change: preferences, members, requests, the audit log
-    (apart from the entries that record who the member proved to be)."""
+    (apart from the entries that record who the member proved to be, and the attempts to)."""
     with sessions() as session:
         return {
             "preferences": sorted(
@@ -808,7 +810,9 @@ def test_smtp_down_during_a_withdrawal_keeps_the_request_and_delivers_the_mail_l
         pending = list(session.scalars(select(OutboxMail).where(OutboxMail.status == "pending")))
     assert sorted(mail.recipient for mail in pending) == sorted([SECRETARIAT, TANAKA])
 
-    report = Mailer(MailSettings(smtp_host=SMTP_HOST, smtp_port=smtp_server.port), seeded).deliver_pending()
+    later = datetime.now(timezone.utc) + timedelta(minutes=5)  # past the failed attempt's backoff (1 min)
+    report = Mailer(MailSettings(smtp_host=SMTP_HOST, smtp_port=smtp_server.port), seeded,
+                    clock=lambda: later).deliver_pending()
 
     assert sorted(report.sent) == sorted(mail.id for mail in pending)
     assert len(inbox.to(SECRETARIAT)) == 1 and len(inbox.to(TANAKA, "受付番号")) == 1
@@ -1045,7 +1049,8 @@ def test_chat_script_prints_each_turn_as_one_json_line(
 
     assert main(["chat", "--as", TANAKA, "--script", str(script), "--json"]) == 0
 
-    turns = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    captured = capsys.readouterr()
+    turns = [json.loads(line) for line in captured.out.splitlines()]
     assert [turn["in"] for turn in turns] == lines
     kinds = [[reply["kind"] for reply in turn["replies"]] for turn in turns]
     assert kinds == [["text"], ["answer", "buttons"], ["suggestions"], ["text", "buttons"], ["buttons"], ["text"]]
@@ -1059,6 +1064,8 @@ def test_chat_script_prints_each_turn_as_one_json_line(
         assert preferences(sessions, "demo-tanaka") == (False, False)
         assert [row.after for row in audit_rows(sessions, "identity_assumed")] == [{"email": TANAKA}]
         assert count(sessions, OutboxMail, OutboxMail.status == "logged") == 1  # no SMTP host: logged
+        # ... and shown in the demo mailbox on stderr, never in the log (nor among stdout's JSON lines)
+        assert "[demo mailbox]" in captured.err and f"To: {TANAKA}" in captured.err
     finally:
         sessions.kw["bind"].dispose()
 

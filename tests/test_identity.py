@@ -3,7 +3,10 @@ the legacy scrypt hashes, the policy, signing in)."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import logging
 import re
 from datetime import datetime, timedelta, timezone
 
@@ -14,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot import passwords
 from bot.identity import (
+    ADDRESS_PREFIX,
     CodeCheck,
     email_hash,
     issue_code,
@@ -41,6 +45,7 @@ from bot.storage.models import (
     OneTimeCode,
     OutboxMail,
 )
+from tests.conftest import TEST_SECRET
 from tests.mail_support import SATO, WITHDRAWN, YAMADA, Members, SmtpServer
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=timezone.utc)
@@ -49,7 +54,7 @@ CODE = re.compile(r"確認コード: (\d{6})")
 
 @pytest.fixture
 def settings(smtp_server: SmtpServer) -> Settings:
-    return smtp_server.settings()
+    return smtp_server.settings().model_copy(update={"secret_key": TEST_SECRET})
 
 
 @pytest.fixture
@@ -118,9 +123,20 @@ def test_members_by_email_is_case_insensitive_and_only_active(sessions, members:
         assert members_by_email(session, "nobody@example.com") == []
 
 
+SECRET = TEST_SECRET.get_secret_value().encode()
+
+
 def test_email_hash_ignores_case_and_blanks() -> None:
-    assert email_hash(" Yamada@Example.com") == email_hash("yamada@example.com")
-    assert len(email_hash("yamada@example.com")) == 64
+    assert email_hash(" Yamada@Example.com", SECRET) == email_hash("yamada@example.com", SECRET)
+    assert email_hash("ｙａｍａｄａ＠ｅｘａｍｐｌｅ．ｃｏｍ", SECRET) == email_hash("yamada@example.com", SECRET)
+    assert len(email_hash("yamada@example.com", SECRET)) == 64
+
+
+def test_email_hash_is_keyed_with_the_server_secret() -> None:
+    keyed = email_hash(YAMADA, SECRET)
+    assert keyed != hashlib.sha256(YAMADA.encode()).hexdigest()  # nobody can recompute it from a guess
+    assert keyed != email_hash(YAMADA, b"another-secret-" + b"y" * 40)
+    assert keyed == hmac.new(SECRET, f"address:{YAMADA}".encode(), hashlib.sha256).hexdigest()
 
 
 # -- one-time codes ------------------------------------------------------------------------------
@@ -217,6 +233,88 @@ def test_text_that_is_no_address_behaves_like_an_unregistered_one(sessions, mail
     with sessions() as session:
         assert session.scalar(select(func.count(OutboxMail.id))) == 0
         assert len(members_by_email(session, SATO)) == 1
+
+
+def test_a_stored_code_hash_cannot_be_recomputed_without_the_secret(
+    sessions, mailer, settings, smtp_server, members
+) -> None:
+    request_code(sessions, mailer, settings, SATO)
+    code = mailed_code(mailer, smtp_server)
+    with sessions() as session:
+        row = session.scalars(select(OneTimeCode)).one()
+
+    # Keyed by the secret and the row: what the server computes, and only it.
+    assert row.code_hash == hmac.new(SECRET, f"one-time-code:{row.id}:{code}".encode(), hashlib.sha256).hexdigest()
+    # Whoever reads the table (a backup, a log of its rows) and knows the public row id but not the
+    # secret tries all million codes in a second; none of their candidates matches.
+    row_key = f"one-time-code:{row.id}".encode()
+    found = [candidate for candidate in (f"{n:06d}" for n in range(10**6))
+             if hmac.digest(row_key, candidate.encode(), "sha256").hex() == row.code_hash]
+    assert found == []
+    for unkeyed in (hashlib.sha256(code.encode()).hexdigest(), hashlib.sha256(f"{row.id}:{code}".encode()).hexdigest()):
+        assert unkeyed != row.code_hash
+
+
+def test_the_outbox_keeps_no_code_in_the_body(sessions, mailer, settings, smtp_server, members) -> None:
+    request_code(sessions, mailer, settings, SATO)
+    with sessions() as session:
+        [pending] = session.scalars(select(OutboxMail)).all()
+        assert "{{secret}}" in pending.body and not CODE.search(pending.body)
+    code = mailed_code(mailer, smtp_server)
+    with sessions() as session:
+        [sent] = session.scalars(select(OutboxMail)).all()
+    assert sent.status == "sent" and code not in sent.body and sent.secret is None
+
+
+def test_each_code_request_is_audited_by_the_keyed_address_only(
+    sessions, mailer, settings, smtp_server, members: Members
+) -> None:
+    for email, user_ref in ((SATO, "member"), ("nobody@example.com", "stranger"), (YAMADA, "yamada")):
+        request_code(sessions, mailer, settings, email, user_ref=user_ref)
+    codes = [match.group(1) for message in delivered_all(mailer, smtp_server)
+             if (match := CODE.search(message.get_content()))]
+
+    with sessions() as session:
+        entries = session.scalars(select(AuditLog).order_by(AuditLog.id)).all()
+        code_ids = session.scalars(select(OneTimeCode.id).order_by(OneTimeCode.id)).all()
+    assert [(e.action, e.actor, e.entity, e.entity_id) for e in entries] == [
+        ("one_time_code_requested", "web:member", "member", members.sato),
+        ("one_time_code_requested", "web:stranger", "address", None),
+        ("one_time_code_requested", "web:yamada", "member", members.yamada_personal),  # shown on both accounts
+        ("one_time_code_requested", "web:yamada", "member", members.yamada_representative),
+    ]
+    assert [e.after for e in entries[:2]] == [
+        {"address": email_hash(SATO, SECRET)[:ADDRESS_PREFIX], "code_id": code_ids[0], "mailed": True},
+        {"address": email_hash("nobody@example.com", SECRET)[:ADDRESS_PREFIX], "code_id": code_ids[1], "mailed": False},
+    ]
+    written = json.dumps([e.after for e in entries])
+    assert len(codes) == 2 and not any(code in written for code in codes)
+    assert "@" not in written and hashlib.sha256(SATO.encode()).hexdigest()[:ADDRESS_PREFIX] not in written
+
+
+def test_log_lines_name_addresses_by_their_keyed_hash_only(
+    sessions, mailer, settings, smtp_server, members, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    addresses = (SATO, "nobody@example.com")
+    for number, email in enumerate(addresses):
+        request_code(sessions, mailer, settings, email, user_ref=f"web-{number}")
+    for attempt in range(settings.codes_per_hour + 1):  # and the hourly limit's line
+        request_code(sessions, mailer, settings, SATO, user_ref=f"web-limit-{attempt}")
+    mailer.deliver_pending()
+
+    logged = "\n".join(record.getMessage() for record in caplog.records  # the assistant's, not the SMTP server's
+                        if record.name.startswith(("bot", "handlers")))
+    for email in addresses:
+        plain = hashlib.sha256(email.encode()).hexdigest()
+        assert plain[:ADDRESS_PREFIX] not in logged and email not in logged
+        assert email_hash(email, SECRET)[:ADDRESS_PREFIX] in logged
+    assert "hourly limit reached" in logged
+
+
+def delivered_all(mailer: Mailer, smtp_server: SmtpServer) -> list:
+    mailer.deliver_pending()
+    return smtp_server.inbox.messages
 
 
 # -- Slack ---------------------------------------------------------------------------------------

@@ -1,19 +1,24 @@
-"""The outbox: queued with the caller's change, delivered to a real SMTP server, retried, never twice."""
+"""The outbox: queued with the caller's change, delivered to a real SMTP server, retried, never twice.
+
+Backoff, deadlines, secrets, the demo mailbox and the operator's commands: ``test_mail_reliability.py``.
+"""
 
 from __future__ import annotations
 
 import logging
 import socket
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from aiosmtpd.smtp import AuthResult
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.mail import DeliveryReport, InvalidMailError, Mailer
+from bot.clock import utc
+from bot.mail import DeliveryReport, InvalidMailError, Mailer, MailNotConfiguredError
 from bot.settings import MailSettings, Settings
+from bot.storage.members import mark_demo_database
 from bot.storage.models import OutboxMail, utcnow
 from tests.mail_support import SMTP_HOST, SmtpServer, free_port, start_smtp
 
@@ -35,6 +40,19 @@ def outbox(sessions: sessionmaker[Session], mail_id: int) -> OutboxMail:
 
 def unreachable_settings(**mail: object) -> Settings:
     return Settings(mail=MailSettings(smtp_host=SMTP_HOST, smtp_port=free_port(), **mail))
+
+
+class Clock:
+    """A clock the test moves on, so backoff waits take no real time."""
+
+    def __init__(self) -> None:
+        self.now = utcnow()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
 
 
 def test_a_queued_mail_arrives_with_its_subject_and_body(sessions, smtp_server: SmtpServer) -> None:
@@ -80,7 +98,8 @@ def test_pending_for_tells_whether_the_callers_mails_went_out(sessions, smtp_ser
 
 def test_with_smtp_down_the_mail_stays_pending_and_goes_out_when_it_is_back(sessions) -> None:
     settings = unreachable_settings()
-    mailer = Mailer(settings.mail, sessions)
+    clock = Clock()
+    mailer = Mailer(settings.mail, sessions, clock=clock)
     first, second = queue(mailer, sessions, "yamada@example.com", "sato@example.co.jp")
 
     report = mailer.deliver_pending()
@@ -89,11 +108,13 @@ def test_with_smtp_down_the_mail_stays_pending_and_goes_out_when_it_is_back(sess
     down = outbox(sessions, first)
     assert (down.status, down.attempts, down.sent_at) == ("pending", 1, None)
     assert "ConnectionRefusedError" in (down.last_error or "")
+    assert down.next_attempt_at is not None and utc(down.next_attempt_at) > clock.now  # backing off
     # The server is unreachable: the run stopped instead of spending an attempt of every mail.
     assert outbox(sessions, second).attempts == 0
 
     server = start_smtp(settings.mail.smtp_port)
     try:
+        clock.advance(minutes=2)  # past the first mail's backoff
         report = mailer.deliver_pending()
     finally:
         server.stop()
@@ -120,15 +141,18 @@ def test_a_server_that_never_answers_times_out_and_the_mail_stays_pending(sessio
 
 
 def test_after_max_attempts_the_mail_is_failed_and_left_alone(sessions) -> None:
-    mailer = Mailer(unreachable_settings(max_attempts=2).mail, sessions)
+    clock = Clock()
+    mailer = Mailer(unreachable_settings(max_attempts=2).mail, sessions, clock=clock)
     [mail_id] = queue(mailer, sessions, "yamada@example.com")
 
     assert mailer.deliver_pending() == DeliveryReport(failed=[mail_id])
+    clock.advance(hours=1)
     assert mailer.deliver_pending() == DeliveryReport(failed=[mail_id], gave_up=[mail_id])
+    clock.advance(days=30)
     assert mailer.deliver_pending() == DeliveryReport()
 
     stored = outbox(sessions, mail_id)
-    assert (stored.status, stored.attempts) == ("failed", 2)
+    assert (stored.status, stored.attempts, stored.next_attempt_at) == ("failed", 2, None)
     assert stored.last_error
     with sessions() as session:
         assert [mail.id for mail in mailer.pending_for(session, [mail_id])] == [mail_id]  # it never went out
@@ -178,21 +202,38 @@ def test_two_workers_at_once_send_each_mail_exactly_once(sessions, smtp_server: 
         assert set(session.scalars(select(OutboxMail.attempts))) == {1}
 
 
-def test_the_embedded_default_logs_the_mail_and_marks_it_logged(sessions, caplog) -> None:
+def test_on_the_demo_database_without_smtp_the_mail_is_shown_on_stderr_and_marked_logged(
+    sessions, caplog, capsys
+) -> None:
+    with sessions.begin() as session:
+        mark_demo_database(session)
     mailer = Mailer(Settings(mail=MailSettings()).mail, sessions)
     [mail_id] = queue(mailer, sessions, "yamada@example.com")
 
-    with caplog.at_level(logging.INFO, logger="bot.mail"):
+    with caplog.at_level(logging.DEBUG):
         report = mailer.deliver_pending()
 
     assert report == DeliveryReport(logged=[mail_id])
-    [record] = [record for record in caplog.records if record.name == "bot.mail"]
-    assert record.levelno == logging.INFO
-    assert "yamada@example.com" in record.getMessage()
-    assert SUBJECT in record.getMessage() and BODY in record.getMessage()
+    shown = capsys.readouterr().err  # the demo mailbox: the terminal of whoever runs the demo
+    assert "To: yamada@example.com" in shown and SUBJECT in shown and BODY in shown
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "yamada@example.com" not in logged and BODY not in logged  # never through logging
     stored = outbox(sessions, mail_id)
     assert (stored.status, stored.attempts) == ("logged", 1)
     assert mailer.deliver_pending() == DeliveryReport()
+
+
+def test_without_smtp_on_any_other_database_delivery_refuses_and_touches_nothing(sessions, capsys) -> None:
+    mailer = Mailer(Settings(mail=MailSettings()).mail, sessions)
+    ids = queue(mailer, sessions, "yamada@example.com", "sato@example.co.jp")
+
+    with pytest.raises(MailNotConfiguredError, match="JSUG_MAIL__SMTP_HOST"):
+        mailer.deliver_pending()
+
+    assert capsys.readouterr() == ("", "")
+    for mail_id in ids:
+        stored = outbox(sessions, mail_id)
+        assert (stored.status, stored.attempts, stored.sent_at, stored.last_error) == ("pending", 0, None, None)
 
 
 def test_a_mail_left_in_sending_by_a_stopped_worker_is_sent_again(sessions, smtp_server: SmtpServer) -> None:

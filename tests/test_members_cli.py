@@ -308,3 +308,18 @@ def test_show_keeps_the_audit_trail_to_the_newest_fifty(db: Engine, tmp_path, ca
     [account] = json.loads(run(capsys, "members", "show", "aoki@example.com", "--json")[1])
     assert len(account["audit"]) == 50
     assert account["audit"][0]["actor"] == "test-59"  # preferences changed elsewhere count as the member's history
+
+
+def test_show_escapes_separators_and_invisible_characters_stored_before_the_import_refused_them(
+    db: Engine, tmp_path, capsys
+) -> None:
+    assert run(capsys, "members", "import", str(write_csv(tmp_path / "v1.csv", BASE_ROWS)))[0] == 0
+    with Session(db) as session, session.begin():
+        found = session.scalars(select(Member).where(Member.login_id == "t-aoki")).one()
+        found.name = "青木\u2028[1] 偽の行\u202e一郎\x85"
+
+    code, out, _ = run(capsys, "members", "show", "aoki@example.com")
+
+    assert code == 0
+    assert out.splitlines() == out.split("\n")[:-1]  # no line break but the command's own
+    assert "青木\\u2028[1] 偽の行\\u202e一郎\\x85" in out

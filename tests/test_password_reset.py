@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import secrets
@@ -13,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.dialogue.flow import FlowContext, Step
-from bot.identity import InvalidEmailError
+from bot.identity import ADDRESS_PREFIX, InvalidEmailError, email_hash
 from bot.mail import Mailer
 from bot.messages import message as member_text
 from bot.passwords import verify_password
@@ -34,9 +35,11 @@ from handlers.password_reset import (
     request_reset,
     reset_password,
 )
+from tests.conftest import TEST_SECRET
 from tests.mail_support import SATO, WITHDRAWN, YAMADA, Members, SmtpServer
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=timezone.utc)
+SECRET = TEST_SECRET.get_secret_value().encode()
 LINK = re.compile(r"(\S+)/reset-password\?token=([A-Za-z0-9_-]+)")
 LOGIN_ID = re.compile(r"ログインID: (\S+)")
 NEW_PASSWORD = "sakura-2026-haru"
@@ -47,7 +50,7 @@ LEGACY_HASH = "scrypt$32768$8$1$yiFF9K7dzzTyBtquAnwa8w==$1pWchkXdnxLUegm3EOH/BgY
 
 @pytest.fixture
 def settings(smtp_server: SmtpServer) -> Settings:
-    return smtp_server.settings()
+    return smtp_server.settings().model_copy(update={"secret_key": TEST_SECRET})
 
 
 @pytest.fixture
@@ -143,8 +146,38 @@ def test_an_unknown_address_gets_no_mail_and_the_same_result(
 
     assert delivered(mailer, smtp_server) == []
     assert count(sessions, PasswordResetToken) == 0
-    assert count(sessions, AuditLog) == 0
     assert count(sessions, PasswordResetRequest) == 2  # counted for the limit all the same
+    with sessions() as session:  # the secretariat sees the attempts, on the keyed address only
+        entries = session.scalars(select(AuditLog).order_by(AuditLog.id)).all()
+    assert [(e.action, e.entity, e.entity_id, e.after) for e in entries] == [
+        ("password_reset_requested", "address", None, {"address": email_hash(address, SECRET)[:ADDRESS_PREFIX]})
+        for address in ("nobody@example.com", WITHDRAWN)]
+
+
+def test_address_hashes_are_keyed_and_the_outbox_keeps_no_link(
+    sessions, mailer, settings, smtp_server, members
+) -> None:
+    request(sessions, mailer, settings, SATO)
+    with sessions() as session:
+        [stored] = session.scalars(select(PasswordResetRequest.email_hash)).all()
+        [pending] = session.scalars(select(OutboxMail)).all()
+    assert stored == email_hash(SATO, SECRET) != hashlib.sha256(SATO.encode()).hexdigest()
+    assert "{{secret}}" in pending.body and "token=" not in pending.body
+
+    [message] = delivered(mailer, smtp_server)
+    token = token_of(message)
+    with sessions() as session:
+        [sent] = session.scalars(select(OutboxMail)).all()
+    assert sent.status == "sent" and token not in sent.body and sent.secret is None
+
+
+def test_requests_over_the_limit_are_audited_too(sessions, mailer, settings, smtp_server, members: Members) -> None:
+    for minute in range(settings.reset_requests_per_hour + 1):
+        request(sessions, mailer, settings, SATO, now=NOW + timedelta(minutes=minute))
+    with sessions() as session:
+        entries = session.scalars(select(AuditLog).order_by(AuditLog.id)).all()
+    assert [(e.action, e.entity_id) for e in entries] == [("password_reset_requested", members.sato)] * 4
+    assert entries[-1].after == {"address": email_hash(SATO, SECRET)[:ADDRESS_PREFIX], "limited": True}
 
 
 def test_the_fourth_request_in_an_hour_sends_nothing(sessions, mailer, settings, smtp_server, members) -> None:

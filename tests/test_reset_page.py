@@ -24,6 +24,7 @@ from bot.channels.web import reset
 from bot.channels.web.app import create_app
 from bot.errors import ServiceUnavailableError
 from bot.faq.index import FaqIndex
+from bot.mail import SECRET_PLACEHOLDER
 from bot.messages import message
 from bot.passwords import authenticate
 from bot.settings import Settings
@@ -84,10 +85,12 @@ class ResetPage:
             request_reset(session, self.assistant.mailer, self.assistant.settings, email, "web", "web:visitor",
                           self.clock())
         with self.sessions() as session:
-            body = session.scalars(
-                select(OutboxMail.body).where(OutboxMail.recipient == email).order_by(OutboxMail.id.desc())
+            row = session.execute(
+                select(OutboxMail.body, OutboxMail.secret).where(OutboxMail.recipient == email)
+                .order_by(OutboxMail.id.desc())
             ).first()
-        assert body is not None
+        assert row is not None and row.secret is not None and "token=" not in row.body
+        body = row.body.replace(SECRET_PLACEHOLDER, row.secret)  # the mail as it is sent
         found = LINK.search(body)
         assert found, body
         assert body.count(found.group(0)) == 1 and found.group(0) in body

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -20,7 +21,7 @@ from bot.mail_worker import MailWorker
 from bot.messages import message
 from bot.settings import MailSettings
 from bot.storage.db import make_engine, upgrade
-from bot.storage.models import Message, OutboxMail
+from bot.storage.models import Message, OutboxMail, utcnow
 from tests.api_support import TcpProxy, Web, silent_smtp
 from tests.mail_support import SMTP_HOST, free_port, start_smtp
 
@@ -83,7 +84,9 @@ def test_a_hung_mail_server_slows_no_chat_turn_and_the_mail_goes_out_later(
         with seeded_db.begin() as session:  # what a stale claim release does after the timeout
             for mail in session.scalars(select(OutboxMail).where(OutboxMail.status == "sending")):
                 mail.status = "pending"
-        Mailer(MailSettings(smtp_host=SMTP_HOST, smtp_port=server.port), seeded_db).deliver_pending()
+        later = utcnow() + timedelta(minutes=5)  # past a timed-out attempt's backoff, well within the link's life
+        Mailer(MailSettings(smtp_host=SMTP_HOST, smtp_port=server.port), seeded_db,
+               clock=lambda: later).deliver_pending()
         assert len(server.inbox.to(REGISTERED)) == 3
     finally:
         server.stop()
@@ -104,7 +107,8 @@ def test_the_mail_worker_delivers_as_soon_as_a_turn_wakes_it(make_web: Callable[
 
 def test_the_mail_worker_survives_a_failing_run_and_retries_on_its_interval(seeded_db) -> None:
     port = free_port()
-    mailer = Mailer(MailSettings(smtp_host=SMTP_HOST, smtp_port=port, timeout_seconds=1), seeded_db)
+    mailer = Mailer(MailSettings(smtp_host=SMTP_HOST, smtp_port=port, timeout_seconds=1, retry_first_seconds=0.1),
+                    seeded_db)  # backoff from 0.1 s, not 1 min: the retry comes within the test's 5 s
     with seeded_db.begin() as session:
         mailer.queue(session, REGISTERED, "件名", "本文")
     worker = MailWorker(mailer, interval=0.1)

@@ -23,6 +23,7 @@ from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.attempt_limits import AttemptLimits
 from bot.clock import utc
 from bot.dialogue.flow import FlowContext, Handler, Step
 from bot.dialogue.identity_flow import IdentityFlow
@@ -31,6 +32,7 @@ from bot.dialogue.replies import Reply, buttons, text
 from bot.errors import ServiceUnavailableError
 from bot.faq.index import FaqIndex
 from bot.faq.matcher import Outcome, match
+from bot.identity import identity_fresh
 from bot.mail import Mailer
 from bot.messages import message
 from bot.settings import Settings
@@ -91,6 +93,7 @@ class Engine:
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
         on_mail_queued: Callable[[], None] = lambda: None,
         serialize_turns: bool = False,
+        attempt_limits: AttemptLimits | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -98,7 +101,7 @@ class Engine:
         self.intents = intents
         self.mailer = mailer
         self.handlers = handlers
-        self.identity = IdentityFlow()
+        self.identity = IdentityFlow(attempt_limits or AttemptLimits(settings))
         self.clock = clock
         self.on_mail_queued = on_mail_queued
         # SQLite ignores FOR UPDATE and lets one writer in at a time: turns of one process queue
@@ -141,14 +144,28 @@ class Engine:
         return turn
 
     def assume_identity(self, channel: str, user_ref: str, email: str, operator: str) -> None:
-        """Treat ``email`` as verified for this conversation (an operator's decision, audited).
+        """Treat ``email`` as verified for this conversation: an operator's decision, audited as theirs.
 
-        Only for the terminal's ``--as`` on the demo database or with ``--trust-identity``.
+        Only for the terminal's ``--as`` on the demo database or with ``--trust-identity``. The
+        operator (``operator:NAME``) is kept on the conversation (``assumed_by``), so that whatever is
+        done in it afterwards is recorded as the operator's, on the member's behalf (``FlowContext.actor``),
+        never as the member's own.
         """
+        from bot.identity import parse_email
+
+        name = operator.removeprefix("operator:")
+        if not operator.startswith("operator:") or not name or len(operator) > 60 or _unstorable(name) \
+                or any(char.isspace() for char in name):
+            raise ValueError("operator must be 'operator:NAME', NAME without blanks, at most 60 characters")
+        address = parse_email(email)
+        if address is None:
+            raise ValueError(f"not an e-mail address: {email!r}")
         with self.sessions.begin() as session:
             conversation = self._conversation(session, channel, user_ref)
-            conversation.verified_email = email.strip().lower()
+            conversation.verified_email = address.lower()
+            conversation.verified_at = None  # the operator's word lasts from its first use (IdentityFlow)
             conversation.member_id = None
+            conversation.assumed_by = operator
             audit.record(session, actor=operator, channel=channel, action="identity_assumed",
                          entity="conversation", entity_id=conversation.id, after={"email": conversation.verified_email})
 
@@ -194,10 +211,17 @@ class Engine:
         return conversation
 
     def _context(self, session: Session, conversation: Conversation) -> FlowContext:
+        now = self.clock()
+        if conversation.member_id and not identity_fresh(conversation, now, self.settings):
+            # The proof of identity has lapsed (``identity_minutes``): this conversation no longer acts
+            # for the member until they prove it again; a flow begun as the member asks first (_continue).
+            conversation.member_id = None
+            conversation.verified_email = None
+            conversation.verified_at = None
         member = session.get(Member, conversation.member_id) if conversation.member_id else None
         return FlowContext(
             session=session, settings=self.settings, mailer=self.mailer, conversation=conversation,
-            channel=conversation.channel, user_ref=conversation.user_ref, now=self.clock(), member=member,
+            channel=conversation.channel, user_ref=conversation.user_ref, now=now, member=member,
         )
 
     # --- routing
@@ -253,13 +277,13 @@ class Engine:
         handler = self.handlers[name]
         if handler.needs_identity and ctx.member is None:
             return self._identified(ctx, self.identity.start(ctx, {"then": name, "slots": slots}), replies)
-        return self._after(ctx, name, handler.start(ctx, slots), replies)
+        return self._after(ctx, name, handler.start(ctx, slots), replies, slots)
 
     def _identified(self, ctx: FlowContext, step: Step, replies: list[Reply]) -> Next:
         """After an identity step: start the waiting handler once the member is known."""
         if step.done and ctx.member is not None:
-            then = step.extras["then"]
-            return self._after(ctx, then, self.handlers[then].start(ctx, step.extras["slots"]), replies + step.replies)
+            then, slots = step.extras["then"], step.extras["slots"]
+            return self._after(ctx, then, self.handlers[then].start(ctx, slots), replies + step.replies, slots)
         return self._after(ctx, "identify", step, replies)
 
     def _continue(self, ctx: FlowContext, state: dict[str, Any], said: str | None, action: str | None,
@@ -267,14 +291,25 @@ class Engine:
         name = state["flow"]
         if name == "identify":
             return self._identified(ctx, self.identity.resume(ctx, state["data"], said, action), replies)
-        return self._after(ctx, name, self.handlers[name].resume(ctx, state["data"], said, action), replies)
+        slots = state.get("slots", {})
+        if state.get("member") is not None and (ctx.member is None or ctx.member.id != state["member"]):
+            # Begun as a verified member whose proof has lapsed since: prove it again, then begin
+            # afresh, so that no change is applied on an identity older than ``identity_minutes``.
+            note = _text("identity_expired", minutes=self.settings.identity_minutes)
+            return self._identified(ctx, self.identity.start(ctx, {"then": name, "slots": slots}), replies + [note])
+        return self._after(ctx, name, self.handlers[name].resume(ctx, state["data"], said, action), replies, slots)
 
-    def _after(self, ctx: FlowContext, name: str, step: Step, replies: list[Reply]) -> Next:
+    def _after(self, ctx: FlowContext, name: str, step: Step, replies: list[Reply],
+               slots: dict[str, Any] | None = None) -> Next:
         if step.extras.get("identify") and ctx.member is None:
             data = {"then": name, "slots": step.extras.get("slots", {})}
             return self._identified(ctx, self.identity.start(ctx, data), replies + step.replies)
         if step.done or step.state is None:
             return {}, replies + step.replies
+        if ctx.member is not None and _acts_for_member(self.handlers.get(name)):
+            # The flow acts for this member: _continue checks that the proof is still fresh.
+            return ({"flow": name, "data": step.state, "member": ctx.member.id, "slots": slots or {}},
+                    replies + step.replies)
         return {"flow": name, "data": step.state}, replies + step.replies
 
     def _save(self, ctx: FlowContext, state: dict[str, Any], replies: list[Reply]) -> Turn:
@@ -338,6 +373,12 @@ def _unstorable(value: str) -> bool:
 
 def _is_cancel_phrase(intent: IntentMatch) -> bool:
     return intent.name == "cancel" and intent.covered and intent.score >= CANCEL_THRESHOLD
+
+
+def _acts_for_member(handler: Handler | None) -> bool:
+    """Whether a flow run by a verified member acts for them (a handler says ``acts_for_member =
+    False`` when it never uses the member, e.g. a password reset, which anyone may ask for)."""
+    return handler is not None and bool(getattr(handler, "acts_for_member", True))
 
 
 def _collect_mail(queued: list[OutboxMail]) -> Callable[[Session, object], None]:

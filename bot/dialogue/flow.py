@@ -35,8 +35,17 @@ class FlowContext:
 
     @property
     def actor(self) -> str:
-        """Who acts, for the audit log: the verified member, else the channel's user reference."""
-        return f"member:{self.member.id}" if self.member else f"{self.channel}:{self.user_ref}"
+        """Who acts, for the audit log: the verified member (``member:ID``), else the channel's user.
+
+        Where an operator vouched for the member (``chat --as``, ``Conversation.assumed_by``) the
+        operator acts, and the entry says for whom: ``operator:NAME for member:ID``. The member did not
+        prove who they are, so the change must never read as their own; ``members show`` lists these
+        entries with the member's history.
+        """
+        operator = self.conversation.assumed_by
+        if self.member is not None:
+            return f"{operator} for member:{self.member.id}" if operator else f"member:{self.member.id}"
+        return operator or f"{self.channel}:{self.user_ref}"
 
 
 @dataclass

@@ -8,6 +8,11 @@ them (the header is line 1). Every company and member the import creates or chan
 entry with the changed fields before and after.
 
 Values are stored as text through bound parameters only; nothing from the file is ever interpreted.
+The list may be exported and opened in a spreadsheet again, and two cells that look alike must name
+one member, so a cell is refused when it starts like a formula (``=``, ``+``, ``-``, ``@``: CSV
+injection) or holds a control or invisible (zero-width) character; login ids are matched, and checked
+for duplicates, after NFKC and case folding (``fold_login_id``); addresses are stored NFKC-folded in
+lower case (``fold_address``), the form every look-up uses, through the index on ``lower(email)``.
 """
 
 from __future__ import annotations
@@ -19,12 +24,13 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from bot.storage.audit import record
@@ -52,6 +58,8 @@ DEMO_KEY = "demo"
 DEMO_SHARED_EMAIL = "yamada@example.com"
 
 AUDIT_TRAIL_LIMIT = 50
+#: How ``FlowContext.actor`` joins an operator and the member they act for: ``operator:NAME for member:ID``.
+ON_BEHALF = " for "
 OPEN_REQUEST_STATUSES = (RequestStatus.OPEN.value, RequestStatus.IN_PROGRESS.value)
 MAX_PROBLEMS_SHOWN = 20
 _CHUNK = 500  # keeps IN (...) lists well below SQLite's and PostgreSQL's bound-parameter limits
@@ -163,26 +171,84 @@ def _shown(value: str, limit: int = 60) -> str:
     return repr(value if len(value) <= limit else value[:limit] + "…")
 
 
+def fold_login_id(login_id: str) -> str:
+    """The form login ids are compared in: NFKC (full-width ＹＡＭＡＤＡ is YAMADA) and case folded.
+
+    Folded in Python, never with SQL's ``lower()``: SQLite folds ASCII only, PostgreSQL by its locale.
+    """
+    return unicodedata.normalize("NFKC", login_id).casefold()
+
+
+def fold_address(email: str) -> str:
+    """The form addresses are stored and looked up in: NFKC, blanks trimmed, lower case.
+
+    The import stores every address so (they are ASCII once NFKC-folded, so SQL's ``lower()`` agrees
+    with Python's); a look-up compares ``lower(members.email)`` with it, which the index
+    ``ix_members_email_folded`` serves."""
+    return unicodedata.normalize("NFKC", email).strip().lower()
+
+
+#: Zero-width and other invisible formatting characters (U+200B-U+200D, U+2060, U+FEFF, bidirectional
+#: controls): two cells that look the same would name different members.
+_INVISIBLE = "Cf"
+#: A cell a spreadsheet would run as a formula if the list were ever exported and opened (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@")
+
+
+def _checked(column: str, value: str) -> str:
+    """A stripped, non-empty cell that holds nothing the assistant or a spreadsheet could misread.
+
+    A cell that starts with ``=``, ``+``, ``-`` or ``@`` (also after leading blanks, tabs or line
+    breaks, and in full-width form) is refused rather than neutralised: prefixing ``'`` would store
+    a name the member does not have, and the secretariat can correct the spreadsheet.
+    """
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        raise _BadValue(f"column '{column}' contains a line break or control character: {_shown(value)}")
+    invisible = next((char for char in value if unicodedata.category(char) == _INVISIBLE), None)
+    if invisible is not None:
+        raise _BadValue(f"column '{column}' contains the invisible character U+{ord(invisible):04X} "
+                        f"(zero-width or formatting): {_shown(value)}; retype the value")
+    if unicodedata.normalize("NFKC", value[0]).startswith(_FORMULA_START):
+        raise _BadValue(f"column '{column}': {_shown(value)} starts with {value[0]!r}, which a spreadsheet runs "
+                        f"as a formula; such cells are refused, remove the leading character")
+    return value
+
+
 def _text(cells: dict[str, str], column: str, *, required: bool = True) -> str:
     value = cells.get(column, "").strip()
     if not value:
         if required:
             raise _BadValue(f"column '{column}' is empty (a value is required)")
         return ""
-    if any(unicodedata.category(char) == "Cc" for char in value):
-        raise _BadValue(f"column '{column}' contains a line break or control character: {_shown(value)}")
+    _checked(column, value)
+    _check_length(column, value)
+    return value
+
+
+def _check_length(column: str, value: str) -> None:
     limit = _LIMITS.get(column)
     if limit is not None and len(value) > limit:
         raise _BadValue(f"column '{column}' is {len(value)} characters long, at most {limit} are allowed")
-    return value
 
 
 def _email(cells: dict[str, str], column: str, *, required: bool = True) -> str:
     value = _text(cells, column, required=required)
-    if value and not _EMAIL.fullmatch(value):
+    if not value:
+        return value
+    # One canonical form (``fold_address``): full-width input folded, compared case-insensitively.
+    address = fold_address(value)
+    if not _EMAIL.fullmatch(address):
         raise _BadValue(f"column '{column}': {_shown(value)} is not an e-mail address")
-    # One canonical form: addresses are compared case-insensitively everywhere in the assistant.
-    return value.lower()
+    _check_length(column, address)
+    return address
+
+
+def _login_id(cells: dict[str, str]) -> str:
+    """The login id in NFKC form (full-width letters and digits folded; its case is kept)."""
+    value = unicodedata.normalize("NFKC", _text(cells, "login_id"))
+    _checked("login_id", value)
+    _check_length("login_id", value)
+    return value
 
 
 def _boolean(cells: dict[str, str], column: str) -> bool:
@@ -208,7 +274,7 @@ def _items(cells: dict[str, str], column: str, present: bool) -> list[str] | Non
     value = cells.get(column, "")
     if any(unicodedata.category(char) == "Cc" for char in value.strip()):
         raise _BadValue(f"column '{column}' contains a line break or control character: {_shown(value)}")
-    return [item.strip() for item in value.split(";") if item.strip()]
+    return [_checked(column, item.strip()) for item in value.split(";") if item.strip()]
 
 
 def _parse_row(line: int, cells: dict[str, str], header: set[str]) -> _Row:
@@ -219,7 +285,7 @@ def _parse_row(line: int, cells: dict[str, str], header: set[str]) -> _Row:
         membership_class=_membership_class(cells),
         name=_text(cells, "name"),
         email=_email(cells, "email"),
-        login_id=_text(cells, "login_id"),
+        login_id=_login_id(cells),
         is_representative=_boolean(cells, "is_representative"),
         newsletter=_boolean(cells, "newsletter"),
         postal_dm=_boolean(cells, "postal_dm"),
@@ -247,18 +313,33 @@ def _read_records(path: Path) -> list[list[str]]:
         raise MemberImportError(
             path, [(line, "the file is not UTF-8 text; save it from the spreadsheet as 'CSV UTF-8'")]
         ) from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        return list(reader)
-    except csv.Error as exc:
-        raise MemberImportError(path, [(reader.line_num, f"not valid CSV ({exc})")]) from None
+    # strict: a quote in the wrong place is an error, not silently glued into a cell; without it an
+    # unterminated quote swallows the rest of the file into one cell and is reported as a line break.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    records: list[list[str]] = []
+    while True:
+        first_line = reader.line_num + 1  # the file's line on which the next record starts
+        try:
+            record = next(reader)
+        except StopIteration:
+            return records
+        except csv.Error as exc:
+            row = len(records) + 1  # as the spreadsheet numbers rows
+            where = "" if row == first_line else f" (line {first_line} of the file)"
+            if "unexpected end of data" in str(exc):
+                problem = (f"malformed CSV: a quoted cell that starts on this row{where} is never closed "
+                           f"(an unterminated \" quote), so the rest of the file cannot be read")
+            else:
+                problem = f"malformed CSV{where}: {exc}"
+            raise MemberImportError(path, [(row, problem)]) from None
+        records.append(record)
 
 
 def _header(path: Path, records: list[list[str]]) -> list[str]:
     if not records or not any(cell.strip() for cell in records[0]):
         expected = ", ".join(REQUIRED_COLUMNS)
         raise MemberImportError(path, [(1, f"the header row is missing; expected columns: {expected}")])
-    header = [cell.strip().lower() for cell in records[0]]
+    header = [cell.strip().lstrip("\ufeff").lower() for cell in records[0]]  # a second BOM (files joined)
     known = set(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)
     duplicates = sorted(name for name, count in Counter(header).items() if name in known and count > 1)
     missing = [name for name in REQUIRED_COLUMNS if name not in header]
@@ -300,15 +381,18 @@ def _check_within_file(rows: list[_Row], problems: _Problems) -> tuple[list[_Row
     Returns the rows without duplicate logins, and per company the values its rows give (a blank
     billing cell gives none), so a company is written once with everything the file says about it.
     """
-    first_line: dict[str, int] = {}
+    first_line: dict[str, tuple[int, str]] = {}
     given: dict[str, dict[str, tuple[Any, int]]] = {}
     unique: list[_Row] = []
     for row in rows:
-        if row.login_id in first_line:
-            earlier_line = first_line[row.login_id]
-            problems.add(row.line, f"login_id {_shown(row.login_id)} already appears on line {earlier_line}")
+        key = fold_login_id(row.login_id)
+        if key in first_line:
+            earlier_line, earlier = first_line[key]
+            spelt = "" if earlier == row.login_id else (f" as {_shown(earlier)} (login ids are compared ignoring "
+                                                          f"case and full-width/half-width forms)")
+            problems.add(row.line, f"login_id {_shown(row.login_id)} already appears on line {earlier_line}{spelt}")
             continue
-        first_line[row.login_id] = row.line
+        first_line[key] = (row.line, row.login_id)
         unique.append(row)
         company = given.setdefault(row.company, {})
         for column in _COMPANY_COLUMNS:
@@ -332,15 +416,34 @@ def _chunks(values: Iterable[_T]) -> Iterable[list[_T]]:
         yield items[start : start + _CHUNK]
 
 
-def _existing_members(session: Session, login_ids: Iterable[str]) -> dict[str, Member]:
-    found: dict[str, Member] = {}
-    for chunk in _chunks(login_ids):
+def _existing_members(session: Session, rows: list[_Row], problems: _Problems) -> dict[str, Member]:
+    """The existing accounts the rows name, by folded login id (``fold_login_id``).
+
+    Every login id is read and folded here rather than compared with SQL's ``lower()``, which folds
+    ASCII only on SQLite: an import is rare and the ids are short. Two accounts whose ids fold alike
+    (made before ids were folded) cannot be told apart, so a row naming them is a problem.
+    """
+    wanted = {fold_login_id(row.login_id) for row in rows}
+    matches: dict[str, list[tuple[int, str]]] = {}
+    for member_id, login_id in session.execute(select(Member.id, Member.login_id)):
+        key = fold_login_id(login_id)
+        if key in wanted:
+            matches.setdefault(key, []).append((member_id, login_id))
+    for row in rows:
+        found = matches.get(fold_login_id(row.login_id), [])
+        if len(found) > 1:
+            names = ", ".join(_shown(login_id) for _, login_id in sorted(found))
+            problems.add(row.line, f"login_id {_shown(row.login_id)} matches {len(found)} existing accounts ({names}) "
+                                   f"that differ only in case or width; rename all but one first")
+    ids = {found[0][0]: key for key, found in matches.items() if len(found) == 1}
+    members: dict[str, Member] = {}
+    for chunk in _chunks(ids):
         query = (
-            select(Member).where(Member.login_id.in_(chunk))
+            select(Member).where(Member.id.in_(chunk))
             .options(selectinload(Member.company), selectinload(Member.preferences))
         )
-        found.update((member.login_id, member) for member in session.scalars(query))
-    return found
+        members.update((ids[member.id], member) for member in session.scalars(query))
+    return members
 
 
 def _existing_companies(session: Session, names: Iterable[str]) -> dict[str, Company]:
@@ -355,7 +458,7 @@ def _check_representatives(
     session: Session, rows: list[_Row], companies: dict[str, Company], problems: _Problems
 ) -> None:
     """One representative per company (代表者は1社につき1名), counting the accounts the file does not mention."""
-    in_file = {row.login_id for row in rows}
+    in_file = {fold_login_id(row.login_id) for row in rows}
     claims: dict[str, list[tuple[int | None, str]]] = {}
     for chunk in _chunks(company.id for company in companies.values()):
         query = (
@@ -364,7 +467,7 @@ def _check_representatives(
             .options(selectinload(Member.company))
         )
         for member in session.scalars(query):
-            if member.login_id not in in_file:
+            if fold_login_id(member.login_id) not in in_file:
                 claims.setdefault(member.company.name, []).append((None, member.login_id))
     for row in rows:
         if row.is_representative:
@@ -491,7 +594,7 @@ def import_members(
     path = Path(csv_path)
     problems = _Problems()
     rows, company_fields = _check_within_file(_rows(path, problems), problems)
-    existing = _existing_members(session, [row.login_id for row in rows])
+    existing = _existing_members(session, rows, problems)
     companies = _existing_companies(session, {row.company for row in rows})
     _check_representatives(session, rows, companies, problems)
     if problems.items:
@@ -499,17 +602,25 @@ def import_members(
 
     writer = _Writer(session, companies, company_fields, path, actor, channel)
     for row in rows:
-        writer.member(row, writer.company(row), existing.get(row.login_id))
+        member = existing.get(fold_login_id(row.login_id))
+        if member is not None:
+            # The account keeps its login id: a spreadsheet that capitalised it (Excel does) is no change.
+            row = replace(row, login_id=member.login_id)
+        writer.member(row, writer.company(row), member)
     return writer.report
 
 
-def seed_demo(session: Session) -> None:
+def seed_demo(session: Session) -> bool:
     """Load the demo companies and members (``demo_members.csv``) so a newcomer can try every action.
 
-    Idempotent: the importer upserts by ``login_id``, so a second run changes nothing.
+    Idempotent: the importer upserts by ``login_id``, so a second run changes nothing. Returns whether
+    the database is now the demo database: one that already holds real members is not made one.
     """
     import_members(session, DEMO_CSV, actor="seed-demo", channel="cli")
+    if not _holds_only_demo_members(session):
+        return False
     mark_demo_database(session)
+    return True
 
 
 def mark_demo_database(session: Session) -> None:
@@ -520,8 +631,25 @@ def mark_demo_database(session: Session) -> None:
 
 
 def is_demo_database(session: Session) -> bool:
+    """True on the database ``db seed-demo`` made, as long as it holds the demo members only.
+
+    Being the demo lets mails be logged instead of sent and ``chat --as`` act without
+    ``--trust-identity``; once a real member list is imported, neither may happen to real members.
+    """
     found = session.get(Meta, DEMO_KEY)
-    return found is not None and found.value == "true"
+    return found is not None and found.value == "true" and _holds_only_demo_members(session)
+
+
+@cache
+def _demo_login_ids() -> frozenset[str]:
+    with DEMO_CSV.open(encoding="utf-8-sig", newline="") as handle:
+        return frozenset(row["login_id"] for row in csv.DictReader(handle))
+
+
+def _holds_only_demo_members(session: Session) -> bool:
+    """No member outside ``demo_members.csv`` (stops at the first one: cheap on a real list too)."""
+    other = select(Member.id).where(Member.login_id.not_in(sorted(_demo_login_ids()))).limit(1)
+    return session.scalar(other) is None
 
 
 # --- looking an address up ---------------------------------------------------------------------------------------
@@ -538,7 +666,7 @@ def show_member(session: Session, email: str) -> list[dict[str, Any]]:
     One dict per account (one address may own a personal and a company representative account); an
     empty list when the address has none. Datetimes are timezone-aware (UTC).
     """
-    address = email.strip().lower()
+    address = fold_address(email)
     if not address:
         return []
     members = session.scalars(
@@ -553,9 +681,13 @@ def show_member(session: Session, email: str) -> list[dict[str, Any]]:
             .where(SecretariatRequest.member_id == member.id, SecretariatRequest.status.in_(OPEN_REQUEST_STATUSES))
             .order_by(SecretariatRequest.created_at, SecretariatRequest.id)
         ).all()
+        # The member's history: changes to the account and its preferences, and whatever an operator
+        # did on the member's behalf (``operator:NAME for member:ID``, e.g. verifying at the terminal).
+        on_behalf = f"{ON_BEHALF}member:{member.id}"
         trail = session.scalars(
             select(AuditLog)
-            .where(AuditLog.entity.in_(("member", "preferences")), AuditLog.entity_id == member.id)
+            .where(or_(and_(AuditLog.entity.in_(("member", "preferences")), AuditLog.entity_id == member.id),
+                       AuditLog.actor.endswith(on_behalf, autoescape=True)))
             .order_by(AuditLog.created_at.desc(), AuditLog.id.desc())
             .limit(AUDIT_TRAIL_LIMIT)
         ).all()
@@ -585,21 +717,40 @@ def show_member(session: Session, email: str) -> list[dict[str, Any]]:
                 for item in requests
             ],
             "audit": [
-                {"created_at": _aware(entry.created_at), "actor": entry.actor, "channel": entry.channel,
-                 "action": entry.action, "entity": entry.entity, "before": entry.before, "after": entry.after}
+                {"created_at": _aware(entry.created_at), "actor": entry.actor, **_acted(entry.actor, member),
+                 "channel": entry.channel, "action": entry.action, "entity": entry.entity, "before": entry.before,
+                 "after": entry.after}
                 for entry in trail
             ],
         })
     return accounts
 
 
+def _acted(actor: str, member: Member) -> dict[str, str | None]:
+    """Who acted and for whom: ``operator:suzuki for member:7`` is suzuki acting on member 7's behalf
+    (``on_behalf_of``: the login id when it is this member); any other actor acted as itself."""
+    operator, separator, whom = actor.rpartition(ON_BEHALF)
+    if not separator or not operator.startswith("operator:"):
+        return {"acted_by": actor, "on_behalf_of": None}
+    return {"acted_by": operator, "on_behalf_of": member.login_id if whom == f"member:{member.id}" else whom}
+
+
 # --- the secretariat's text summary ------------------------------------------------------------------------------
 
 
 def _plain(value: object) -> str:
-    """A stored value as terminal text: control characters shown escaped, never acted on by the terminal."""
+    """A stored value as terminal text: control, separator and invisible formatting characters shown
+    escaped (``\\x1b``, ``\\u2028``), never acted on by the terminal (values stored before the import
+    refused them may still hold some)."""
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    return "".join(f"\\x{ord(char):02x}" if unicodedata.category(char) == "Cc" else char for char in text)
+    return "".join(_escaped(char) if unicodedata.category(char) in _UNPRINTED else char for char in text)
+
+
+_UNPRINTED = ("Cc", "Cf", "Zl", "Zp")
+
+
+def _escaped(char: str) -> str:
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
 
 
 def _when(moment: datetime) -> str:
@@ -620,6 +771,14 @@ def _change(entry: dict[str, Any]) -> str:
     if not before:
         return ", ".join(f"{name}={_plain(value)}" for name, value in after.items())
     return ", ".join(f"{name}: {_plain(before.get(name))} → {_plain(value)}" for name, value in after.items())
+
+
+def _who(entry: dict[str, Any]) -> str:
+    """The actor of an audit entry; an operator's entry says on whose behalf they acted."""
+    whom = entry.get("on_behalf_of")
+    if not whom:
+        return _plain(entry["actor"])
+    return f"{_plain(entry['acted_by'])} ({_plain(whom)} の代理 / on behalf of {_plain(whom)})"
 
 
 def render_accounts(email: str, accounts: list[dict[str, Any]]) -> str:
@@ -650,7 +809,7 @@ def render_accounts(email: str, accounts: list[dict[str, Any]]) -> str:
         lines += [f"      #{item['id']} {_plain(item['kind'])} ({_plain(item['status'])}) {_when(item['created_at'])}"
                   for item in requests]
         lines.append("    変更履歴 / audit trail (新しい順 / newest first):")
-        lines += [f"      {_when(entry['created_at'])} {_plain(entry['actor'])} via {_plain(entry['channel'])} "
+        lines += [f"      {_when(entry['created_at'])} {_who(entry)} via {_plain(entry['channel'])} "
                   f"{_plain(entry['action'])} {_plain(entry['entity'])}: {_change(entry)}"
                   for entry in account["audit"]] or ["      なし (none)"]
     return "\n".join(lines)

@@ -3,6 +3,8 @@ the member used, so that the secretariat answers once and the answer reaches the
 
 from __future__ import annotations
 
+import unicodedata
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import select
@@ -56,6 +58,9 @@ def open_request(
     ).one_or_none()
     if existing is not None:
         return existing, False
+    if conversation.assumed_by:
+        # The member did not prove who they are here: an operator vouched for them (``chat --as``).
+        details = {**details, "acted_by_operator": conversation.assumed_by}
     request = SecretariatRequest(
         kind=kind,
         member_id=member.id if member else None,
@@ -75,18 +80,101 @@ def open_request(
 
 
 def secretariat_mail_body(request: SecretariatRequest, member: Member | None) -> str:
-    lines = [f"受付番号: {request.id}", f"種別: {KIND_LABELS.get(request.kind, request.kind)}",
-             f"チャネル: {request.channel}"]
+    """The mail that tells the secretariat of a new request; every value a member may have typed is
+    rendered with ``field_lines`` and ``transcript_lines``, so no line of it is the member's to forge."""
+    lines = [f"受付番号: {request.id}", f"種別: {visible(KIND_LABELS.get(request.kind, request.kind))}",
+             f"チャネル: {visible(request.channel)}"]
     if member is not None:
-        lines += [f"会員: {member.name} ({member.login_id}, {member.email})", f"会社: {member.company.name}",
-                  f"企業代表者: {'はい' if member.is_representative else 'いいえ'}"]
+        lines += field_lines("会員", f"{member.name} ({member.login_id}, {member.email})")
+        lines += field_lines("会社", member.company.name)
+        lines.append(f"企業代表者: {'はい' if member.is_representative else 'いいえ'}")
     else:
         lines.append("会員: 本人確認なし")
     for key, value in request.details.items():
         if key != "transcript":
-            lines.append(f"{key}: {value}")
+            lines += field_lines(key, value)
     lines += ["", "--- 会話の記録 ---"]
-    lines += [f"[{m['from']}] {m['text']}" for m in request.details.get("transcript", [])]
+    lines += transcript_lines(request.details.get("transcript", []))
+    return "\n".join(lines)
+
+
+# --- rendering what members wrote ------------------------------------------------------------------------------
+#
+# A transcript is read as lines by people (the mail, ``requests show``) and split into lines by
+# programs that know more line breaks than "\n" (a mail client, a terminal, ``str.splitlines``: CR,
+# VT, FF, U+001C-U+001E, NEL, U+2028, U+2029). A member who types a line break followed by
+# "[assistant] ご本人確認ができました。" must not be able to put words in the assistant's mouth, so:
+# one record per message, the speaker's label only on its first line, each further line behind
+# ``CONTINUATION``, and every control, separator or invisible formatting character shown as a visible
+# stand-in instead of being acted on. "\n" is the one line break kept (members write paragraphs).
+
+SPEAKER_LABELS = {"member": "[member]", "assistant": "[assistant]", "staff": "[staff]"}
+CONTINUATION = "  | "
+_CONTROL_PICTURES = {0x7F: "\u2421"}  # DEL as ␡; C0 characters as U+2400 + code (␀ … ␟, ␍, ␛)
+
+
+def visible(value: object) -> str:
+    """One line of text with nothing a terminal or mail reader acts on: C0 controls as their U+2400
+    pictures (``\\r`` → ␍, ESC → ␛), C1 controls as ``\\x85``, line/paragraph separators and invisible
+    formatting characters (zero-width, bidirectional overrides) as ``\\u2028``. A line break is shown
+    as ␊: callers that keep line breaks split on them first."""
+    text = value if isinstance(value, str) else str(value)
+    return "".join(_visible_char(char) for char in text)
+
+
+def _visible_char(char: str) -> str:
+    code = ord(char)
+    if char == "\t":
+        return char  # harmless inside a line, and members paste tables
+    if code < 0x20:
+        return chr(0x2400 + code)
+    if code in _CONTROL_PICTURES:
+        return _CONTROL_PICTURES[code]
+    if 0x80 <= code <= 0x9F:
+        return f"\\x{code:02x}"
+    if unicodedata.category(char) in ("Zl", "Zp", "Cf", "Cs"):
+        return f"\\u{code:04x}"
+    return char
+
+
+def _text_lines(text: str) -> list[str]:
+    """A member's text as visible lines: a pasted CRLF is one line break, a lone CR is shown (␍)."""
+    return [visible(line) for line in text.replace("\r\n", "\n").split("\n")]
+
+
+def field_lines(label: str, value: object) -> list[str]:
+    """``label: value``, a value over several lines continued behind ``CONTINUATION``."""
+    first, *rest = _text_lines(value if isinstance(value, str) else str(value))
+    return [f"{visible(label)}: {first}"] + [CONTINUATION + line for line in rest]
+
+
+def transcript_lines(entries: Iterable[Mapping[str, Any]]) -> list[str]:
+    """A transcript as the secretariat reads it: each message one record, ``[speaker] first line``
+    and its further lines behind ``CONTINUATION``, so only a record's first line has a label."""
+    lines: list[str] = []
+    for entry in entries:
+        speaker_label = SPEAKER_LABELS.get(str(entry.get("from")), f"[{visible(entry.get('from'))}]")
+        first, *rest = _text_lines(str(entry.get("text", "")))
+        lines.append(f"{speaker_label} {first}")
+        lines += [CONTINUATION + line for line in rest]
+    return lines
+
+
+def render_request(shown: Mapping[str, Any]) -> str:
+    """``show_request``'s result as ``jsug-bot requests show`` prints it (values rendered as in the mail)."""
+    lines = [f"#{shown['id']} {visible(shown['kind_label'])} ({visible(shown['status'])}), {shown['created_at'][:16]}, "
+             f"channel {visible(shown['channel'])} / {visible(shown['user_ref'])}"]
+    member = shown["member"]
+    if member:
+        lines += field_lines("member", f"{member['name']} <{member['email']}> {member['login_id']}, "
+                                       f"{member['company']}")
+    for key, value in shown["details"].items():
+        lines += field_lines(key, value)
+    lines.append("--- transcript")
+    lines += transcript_lines(shown["transcript"])
+    lines.append("--- history")
+    for event in shown["history"]:
+        lines += field_lines(f"{event['at'][:16]} {event['status']} {event['actor']}", event["note"])
     return "\n".join(lines)
 
 
