@@ -32,7 +32,7 @@ from bot.dialogue.replies import Reply, buttons, text
 from bot.errors import ServiceUnavailableError
 from bot.faq.index import FaqIndex
 from bot.faq.matcher import Outcome, match
-from bot.identity import identity_fresh
+from bot.identity import identity_fresh, parse_email
 from bot.mail import Mailer
 from bot.messages import message
 from bot.settings import Settings
@@ -151,8 +151,6 @@ class Engine:
         done in it afterwards is recorded as the operator's, on the member's behalf (``FlowContext.actor``),
         never as the member's own.
         """
-        from bot.identity import parse_email
-
         name = operator.removeprefix("operator:")
         if not operator.startswith("operator:") or not name or len(operator) > 60 or _unstorable(name) \
                 or any(char.isspace() for char in name):
