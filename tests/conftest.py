@@ -8,6 +8,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,24 @@ def logs_hold_no_personal_data_or_secrets() -> Iterator[None]:
              if any(address in line.lower() for address in addresses) or any(p.search(line) for p in SECRET_PATTERNS)]
     assert not leaks, f"{len(leaks)} log line(s) hold an address, a code or a token, e.g.:\n" + "\n".join(
         line[:300] for line in leaks[:10])
+
+
+class Clock:
+    """An engine's clock that the tests move forward."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
 
 
 @pytest.fixture(scope="session")

@@ -103,6 +103,13 @@ def smtp_server() -> Iterator[SmtpServer]:
     server.stop()
 
 
+@pytest.fixture
+def inbox(smtp_server: SmtpServer) -> Inbox:
+    """The SMTP server's inbox, emptied for this test (modules may share one server, module-scoped)."""
+    smtp_server.inbox.envelopes.clear()
+    return smtp_server.inbox
+
+
 def add_member(
     session: Session, company: Company, login_id: str, email: str, *, representative: bool = False,
     status: str = "active",

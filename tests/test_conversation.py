@@ -45,7 +45,7 @@ from bot.storage.models import (
     SecretariatRequest,
 )
 from handlers.registry import build_handlers
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET, Clock
 from tests.mail_support import SMTP_HOST, Inbox, SmtpServer, body, free_port, start_smtp
 
 SECRETARIAT = "secretariat@jsug.org"
@@ -74,36 +74,12 @@ def smtp_server() -> Iterator[SmtpServer]:
     server.stop()
 
 
-@pytest.fixture
-def inbox(smtp_server: SmtpServer) -> Inbox:
-    smtp_server.inbox.envelopes.clear()
-    return smtp_server.inbox
-
-
 # --- the engine on the seeded demo database -------------------------------------------------------
-
-
-class Clock:
-    """The engine's clock, moved forward by the tests."""
-
-    def __init__(self) -> None:
-        self.now = datetime.now(timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 def settings_for(database_url: str, smtp_port: int) -> Settings:
     return Settings(database_url=database_url, secret_key=TEST_SECRET,
                     mail=MailSettings(smtp_host=SMTP_HOST, smtp_port=smtp_port))
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ the age of the proof is at stake.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta, timezone
 from typing import Any
 
 import pytest
@@ -22,22 +22,11 @@ from bot.faq.index import FaqIndex
 from bot.messages import message
 from bot.settings import MailSettings, Settings
 from bot.storage.models import Conversation, Member, Preferences, SecretariatRequest
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET, Clock
 from tests.mail_support import SMTP_HOST, Inbox, SmtpServer, start_smtp
 
 TANAKA = "tanaka@example.com"  # demo-tanaka: representative of デモ商事, newsletter and postal DM on
 SLACK_USER = "U0TANAKA"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 @pytest.fixture(scope="module")
@@ -45,17 +34,6 @@ def smtp_server() -> Iterator[SmtpServer]:
     server = start_smtp()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def inbox(smtp_server: SmtpServer) -> Inbox:
-    smtp_server.inbox.envelopes.clear()
-    return smtp_server.inbox
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture

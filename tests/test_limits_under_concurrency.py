@@ -124,12 +124,6 @@ def smtp_server() -> Iterator[SmtpServer]:
 
 
 @pytest.fixture
-def inbox(smtp_server: SmtpServer) -> Inbox:
-    smtp_server.inbox.envelopes.clear()
-    return smtp_server.inbox
-
-
-@pytest.fixture
 def make_assistant(database_url: str, seeded_db: sessionmaker[Session], jsug_index: FaqIndex,
                    smtp_server: SmtpServer) -> Iterator[Callable[..., Assistant]]:
     built: list[Assistant] = []
