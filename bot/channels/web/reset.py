@@ -88,12 +88,9 @@ def csrf_ok(secret_key: bytes, reset_token: str, token: str, now: datetime) -> b
 async def reset_form(request: Request) -> Response:
     assistant: Assistant = request.app.state.assistant
     token = request.query_params.get("token", "")
-    try:
-        login_id = await run_in_threadpool(assistant.passwords.check, token)
-    except TokenError as refused:
-        return _link_refused(request, refused.reason)
-    except ServiceUnavailableError as exc:
-        return _unavailable(request, exc)
+    login_id = await _login_id(request, assistant, token)
+    if isinstance(login_id, Response):
+        return login_id
     return _form(request, assistant, token, login_id)
 
 
@@ -109,12 +106,9 @@ async def reset_submit(request: Request) -> Response:
         log.warning("password reset form refused: %s", bad)
         return _page(request, {"state": "bad_form", "text": message("password_reset_bad_form")}, bad.status)
     password, confirmation = fields.get("password", ""), fields.get("password_confirm", "")
-    try:
-        login_id = await run_in_threadpool(assistant.passwords.check, token)
-    except TokenError as refused:
-        return _link_refused(request, refused.reason)
-    except ServiceUnavailableError as exc:
-        return _unavailable(request, exc)
+    login_id = await _login_id(request, assistant, token)
+    if isinstance(login_id, Response):
+        return login_id
     if password != confirmation:
         return _form(request, assistant, token, login_id, message("password_reset_mismatch"))
     try:
@@ -127,6 +121,16 @@ async def reset_submit(request: Request) -> Response:
         return _unavailable(request, exc)
     log.info("password reset page: a new password was set")
     return _page(request, {"state": "done", "text": message("password_reset_done")}, 200)
+
+
+async def _login_id(request: Request, assistant: Assistant, token: str) -> str | Response:
+    """The login ID of the link's account, or the page that says why the link cannot be used."""
+    try:
+        return await run_in_threadpool(assistant.passwords.check, token)
+    except TokenError as refused:
+        return _link_refused(request, refused.reason)
+    except ServiceUnavailableError as exc:
+        return _unavailable(request, exc)
 
 
 async def _form_fields(request: Request) -> dict[str, str]:
