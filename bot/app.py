@@ -33,8 +33,10 @@ from bot.mail import Mailer
 from bot.mail_worker import MailWorker
 from bot.password_service import PasswordResets
 from bot.secret_key import resolve_secret_key
+from bot.secretariat import Secretariat
 from bot.settings import Settings
 from bot.storage import conversations
+from bot.storage import slack as slack_records
 from bot.storage.db import ensure_migrated, guarded, make_engine, session_factory
 from bot.storage.members import show_member
 from bot.storage.requests import list_requests, show_request
@@ -70,6 +72,8 @@ class Assistant:
         self.mail_worker = mail_worker
         self.secret_key = secret_key
         self.passwords = PasswordResets(self.sessions, settings, lambda: self.engine.clock())
+        self.secretariat = Secretariat(self.sessions, self.mailer, lambda: self.engine.clock(),
+                                       lambda: self.engine.on_mail_queued())
 
     @property
     def clock(self) -> Callable[[], datetime]:
@@ -133,6 +137,18 @@ class Assistant:
         """Add a staff reply to a conversation (the member's widget shows it); returns its message id."""
         with self._transaction() as session:
             return conversations.append_staff_message(session, conversation_id, said, actor).id
+
+    # -- Slack's deliveries ---------------------------------------------------------------------
+
+    def claim_slack_event(self, event_id: str) -> bool:
+        """True when this process is to process the Events API delivery ``event_id`` (see
+        ``bot.storage.slack.claim_event``); False for a retry or another process's copy."""
+        with self._transaction() as session:
+            return slack_records.claim_event(session, event_id, self.clock())
+
+    def finish_slack_event(self, event_id: str) -> None:
+        with self._transaction() as session:
+            slack_records.finish_event(session, event_id, self.clock())
 
     # -- the secretariat's services -------------------------------------------------------------
 

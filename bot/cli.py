@@ -359,6 +359,18 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_slack(args: argparse.Namespace, settings: Settings) -> int:
+    """The Slack app over Socket Mode, for a workspace that cannot reach a public URL (see README)."""
+    import logging
+
+    from bot.channels.slack.socket_mode import run_socket_mode
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    run_socket_mode(settings)
+    return 0
+
+
 def _safe_url(url: str) -> str:
     """The database URL without its password, for messages and logs."""
     from sqlalchemy.engine import make_url
@@ -392,6 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--port", type=int, default=8000)
     srv.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     srv.set_defaults(run=cmd_serve)
+
+    sub.add_parser("slack", help="run the Slack app over Socket Mode (SLACK_BOT_TOKEN, SLACK_APP_TOKEN)").set_defaults(
+        run=cmd_slack)
 
     ev = sub.add_parser("eval", help="measure the matcher on a JSON Lines file of questions")
     ev.add_argument("file", type=Path)

@@ -92,6 +92,11 @@ class WebSettings(BaseModel):
     forwarded_allow_ips: str = "127.0.0.1"
 
 
+def _env(name: str) -> AliasChoices:
+    """A setting read from its conventional name (``SLACK_BOT_TOKEN``) or with the ``JSUG_`` prefix."""
+    return AliasChoices(name, f"JSUG_{name}", name.lower())
+
+
 class Settings(BaseSettings):
     """Everything configurable, e.g. ``DATABASE_URL``, ``JSUG_FAQ_DIR``, ``JSUG_MAIL__SMTP_HOST``."""
 
@@ -124,6 +129,15 @@ class Settings(BaseSettings):
     wrong_codes_overall: int = Field(1000, ge=1)
     identity_minutes: int = Field(30, ge=1)
     """How long a verified identity lasts (``JSUG_IDENTITY_MINUTES``); a change after that asks again."""
+    # The Slack app (bot/channels/slack): HTTP mode needs the bot token and the signing secret, Socket
+    # Mode the bot token and the app-level token; without a bot token there is no Slack channel.
+    slack_bot_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_BOT_TOKEN"))
+    slack_signing_secret: SecretStr | None = Field(None, validation_alias=_env("SLACK_SIGNING_SECRET"))
+    slack_app_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_APP_TOKEN"))
+    slack_secretariat_channel: str | None = Field(None, validation_alias=_env("SLACK_SECRETARIAT_CHANNEL"))
+    slack_api_base_url: str = Field("https://slack.com/api/", validation_alias=_env("SLACK_API_BASE_URL"))
+    slack_post_interval_seconds: float = Field(5.0, gt=0, validation_alias=_env("SLACK_POST_INTERVAL_SECONDS"))
+    """How often new requests are looked for to post them to the secretariat channel."""
 
     @property
     def is_embedded_database(self) -> bool:
@@ -133,6 +147,11 @@ class Settings(BaseSettings):
     def origins(self) -> list[str]:
         """``ALLOWED_ORIGINS`` as a list: comma-separated, blanks and trailing slashes dropped."""
         return [origin.strip().rstrip("/") for origin in self.allowed_origins.split(",") if origin.strip()]
+
+    @property
+    def slack_http_enabled(self) -> bool:
+        """Whether ``serve`` answers Slack at ``POST /slack/events`` (bot token and signing secret set)."""
+        return bool(self.slack_bot_token and self.slack_signing_secret)
 
     @property
     def delivers_mail_in_process(self) -> bool:

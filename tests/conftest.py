@@ -22,7 +22,7 @@ from bot.settings import Settings
 from bot.storage.db import make_engine, session_factory, upgrade
 from bot.text.tokens import Analyzer
 
-pytest_plugins = ["tests.mail_support", "tests.api_support"]
+pytest_plugins = ["tests.mail_support", "tests.api_support", "tests.slack_support"]
 
 DATA = Path(__file__).parent / "data"
 #: The server secret of tests on PostgreSQL (production requires one; the embedded default makes its own).

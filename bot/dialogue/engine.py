@@ -79,6 +79,9 @@ class Turn:
     replies: list[Reply] = field(default_factory=list)
     mails: list[OutboxMail] = field(default_factory=list)
     last_message_id: int = 0
+    private: bool = False
+    """A flow (identity or a self-service action) ran in this turn: its replies concern the member's
+    own account, so a channel others can read (a Slack thread) must show them somewhere private."""
 
 
 class Engine:
@@ -272,6 +275,7 @@ class Engine:
         return {"last_question": said}, replies + [offer]
 
     def _start(self, ctx: FlowContext, name: str, slots: dict[str, Any], replies: list[Reply]) -> Next:
+        ctx.private = True
         handler = self.handlers[name]
         if handler.needs_identity and ctx.member is None:
             return self._identified(ctx, self.identity.start(ctx, {"then": name, "slots": slots}), replies)
@@ -286,6 +290,7 @@ class Engine:
 
     def _continue(self, ctx: FlowContext, state: dict[str, Any], said: str | None, action: str | None,
                   replies: list[Reply]) -> Next:
+        ctx.private = True
         name = state["flow"]
         if name == "identify":
             return self._identified(ctx, self.identity.resume(ctx, state["data"], said, action), replies)
@@ -315,7 +320,7 @@ class Engine:
         conversation.state = state
         conversation.state_updated_at = ctx.now
         conversation.version = (conversation.version or 0) + 1
-        return Turn(replies=replies)
+        return Turn(replies=replies, private=ctx.private or bool(state.get("flow")))
 
     def _expired(self, ctx: FlowContext) -> bool:
         return ctx.now - utc(ctx.conversation.state_updated_at) > timedelta(minutes=self.settings.conversation_timeout_minutes)

@@ -32,6 +32,8 @@ class FlowContext:
     user_ref: str
     now: datetime
     member: Member | None = None
+    private: bool = False
+    """Set by the engine when a flow ran in this turn (see ``Turn.private``); handlers ignore it."""
 
     @property
     def actor(self) -> str:

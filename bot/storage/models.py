@@ -277,3 +277,29 @@ class Meta(Base):
 
     key: Mapped[str] = mapped_column(String(50), primary_key=True)
     value: Mapped[str] = mapped_column(String(200))
+
+
+class SlackEvent(Base):
+    """An Events API delivery being or having been processed: one row per ``event_id``, so that a
+    retried event, or one delivered to two processes, is processed once (the primary key decides)."""
+
+    __tablename__ = "slack_events"
+
+    event_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    claimed_at: Mapped[datetime] = mapped_column(index=True)
+    done_at: Mapped[datetime | None] = mapped_column()
+
+
+class SecretariatPost(Base):
+    """A request's message in the secretariat's Slack channel: where it is (to relay the replies in
+    its thread) and, until it is posted, who claimed posting it and how often that failed."""
+
+    __tablename__ = "secretariat_posts"
+    __table_args__ = (Index("ix_secretariat_posts_message", "channel", "ts"),)
+
+    request_id: Mapped[int] = mapped_column(ForeignKey("secretariat_requests.id"), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(40))
+    ts: Mapped[str | None] = mapped_column(String(40))
+    claimed_at: Mapped[datetime] = mapped_column()
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(200))

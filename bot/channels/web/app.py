@@ -6,6 +6,7 @@ lifespan (or handed in by a test that already has one) and closed at shutdown.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,12 +15,16 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.cors import CORSMiddleware
 
 from bot.app import Assistant, build_assistant
+from bot.channels.slack import http as slack_http
+from bot.channels.slack.app import create_slack_app
 from bot.channels.web import api, pages, reset
 from bot.channels.web.deps import RateLimited, rate_limited_response
 from bot.channels.web.errors import install_error_handlers
 from bot.channels.web.rate_limits import RateLimits
 from bot.channels.web.security import SecurityMiddleware
 from bot.settings import Settings
+
+log = logging.getLogger("bot.web")
 
 
 def create_app(settings: Settings, *, assistant: Assistant | None = None) -> FastAPI:
@@ -29,9 +34,15 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.assistant = assistant or build_assistant(settings)
         app.state.rate_limits = RateLimits(settings.web)
+        app.state.slack = None
         try:
+            if settings.slack_http_enabled:
+                app.state.slack = create_slack_app(settings, app.state.assistant)
+                app.state.slack.start()
             yield
         finally:
+            if app.state.slack is not None:
+                app.state.slack.close()
             if assistant is None:
                 app.state.assistant.close()
 
@@ -48,6 +59,10 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
     app.include_router(api.router)
     app.include_router(pages.router)
     app.include_router(reset.router)
+    if settings.slack_http_enabled:
+        app.include_router(slack_http.router)
+    else:
+        log.info("Slack is not configured (SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET): no /slack/events route")
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
     app.add_middleware(
         CORSMiddleware,
