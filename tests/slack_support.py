@@ -105,10 +105,14 @@ class SlackHarness:
                 "api_app_id": "A0JSUG", "response_url": self.fake.response_url(name), "trigger_id": "1.2.3"}
         return self.post(urlencode(form), content_type="application/x-www-form-urlencoded"), name
 
-    def click(self, posted: Call, value: str, user: str, *, ephemeral_url: str | None = None) -> httpx.Response:
-        """Press the button with ``value`` in a message the app posted (or sent to a response_url)."""
+    def click(self, posted: Call, value: str, user: str, *, ephemeral_url: str | None = None,
+              forged: bool = False) -> httpx.Response:
+        """Press the button with ``value`` in a message the app posted (or sent to a response_url);
+        ``forged``: a button the message does not have, as a hand-made payload would send."""
         blocks = posted.args.get("blocks") or []
-        block, element = _find_button(blocks, value)
+        block, element = ({"block_id": "forged"}, {"action_id": "jsug:forged:0", "value": value,
+                                                   "text": {"type": "plain_text", "text": value}}) if forged \
+            else _find_button(blocks, value)
         message = {"type": "message", "ts": posted.response.get("ts", ""), "text": posted.args.get("text", ""),
                    "blocks": blocks, "user": self.fake.bot_user_id, "bot_id": self.fake.bot_id,
                    **({"thread_ts": posted.args["thread_ts"]} if posted.args.get("thread_ts") else {})}
@@ -133,16 +137,21 @@ class SlackHarness:
         """The app's messages in ``channel``, waiting until there are ``count``."""
         return self.fake.wait_for("chat.postMessage", count, timeout, where=lambda c: c.args.get("channel") == channel)
 
+    def reply_containing(self, channel: str, said: str, timeout: float = 10.0) -> Call:
+        """The app's first message in ``channel`` whose fallback text contains ``said``."""
+        return self.fake.wait_for("chat.postMessage", 1, timeout, where=lambda c: c.args.get("channel") == channel
+                                  and said in c.args.get("text", ""))[0]
+
     def converse(self, user: str, text: str) -> Call:
         """Send a DM and return the app's next message in that DM."""
         before = len([c for c in self.fake.calls_to("chat.postMessage") if c.args.get("channel") == "D" + user])
         assert self.dm(user, text).status_code == 200
         return self.replies_to("D" + user, before + 1)[before]
 
-    def press(self, user: str, posted: Call, value: str) -> Call:
+    def press(self, user: str, posted: Call, value: str, forged: bool = False) -> Call:
         """Press a button in a DM message and return the app's next message there."""
         before = len([c for c in self.fake.calls_to("chat.postMessage") if c.args.get("channel") == "D" + user])
-        assert self.click(posted, value, user).status_code == 200
+        assert self.click(posted, value, user, forged=forged).status_code == 200
         return self.replies_to("D" + user, before + 1)[before]
 
 

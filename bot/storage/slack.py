@@ -29,12 +29,15 @@ POST_WINDOW = timedelta(days=3)
 OPEN_STATUSES = (RequestStatus.OPEN.value, RequestStatus.IN_PROGRESS.value)
 
 
-def _insert_ignoring_duplicates(session: Session, row: type[Any], values: dict[str, Any]) -> bool:
-    """INSERT … ON CONFLICT DO NOTHING; True when the row was inserted (the caller owns it)."""
+def _insert_ignoring_duplicates(session: Session, row: Any, values: dict[str, Any]) -> bool:
+    """INSERT … ON CONFLICT DO NOTHING; True when the row was inserted (the caller owns it).
+
+    RETURNING says which: an ORM-executed INSERT reports no rowcount on psycopg."""
     dialect = session.get_bind().dialect.name
     builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement: Insert = builder(row).values(**values).on_conflict_do_nothing()
-    return rowcount(session.execute(statement)) == 1
+    key = next(iter(row.__table__.primary_key.columns))
+    statement: Insert = builder(row).values(**values).on_conflict_do_nothing().returning(key)
+    return session.execute(statement).first() is not None
 
 
 def claim_event(session: Session, event_id: str, now: datetime) -> bool:

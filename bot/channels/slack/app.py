@@ -131,20 +131,26 @@ class SlackChannel:
             self.poster.stop()
 
 
-def create_slack_app(settings: Settings, assistant: Assistant, *, socket_mode: bool = False) -> SlackChannel:
-    """The Bolt app with every listener; HTTP mode needs the signing secret, Socket Mode the app token."""
+def require_slack_settings(settings: Settings, *, socket_mode: bool) -> None:
+    """Fail with the name of the missing setting: HTTP mode needs the signing secret, Socket Mode the app token."""
     if settings.slack_bot_token is None:
-        raise SlackNotConfiguredError("SLACK_BOT_TOKEN is not set")
+        raise SlackNotConfiguredError("SLACK_BOT_TOKEN is not set (the bot token, xoxb-…, from the app's OAuth page)")
     if socket_mode and settings.slack_app_token is None:
         raise SlackNotConfiguredError("SLACK_APP_TOKEN (an app-level token, xapp-…) is needed for Socket Mode")
     if not socket_mode and settings.slack_signing_secret is None:
         raise SlackNotConfiguredError("SLACK_SIGNING_SECRET is needed to receive Slack's requests over HTTP")
+
+
+def create_slack_app(settings: Settings, assistant: Assistant, *, socket_mode: bool = False) -> SlackChannel:
+    """The Bolt app with every listener (see ``require_slack_settings`` for what each mode needs)."""
+    require_slack_settings(settings, socket_mode=socket_mode)
+    assert settings.slack_bot_token is not None
     token = settings.slack_bot_token.get_secret_value()
     client = WebClient(token=token, base_url=settings.slack_api_base_url, timeout=10, logger=log,
                        retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=1),
                                        RateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES)])
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
-    app = App(token=token, client=client, signing_secret=secret, token_verification_enabled=False,
+    app = App(client=client, signing_secret=secret, token_verification_enabled=False,
               request_verification_enabled=not socket_mode, process_before_response=False,
               logger=logging.getLogger("bot.slack.bolt"), url_verification_enabled=True)
     channel = SlackChannel(settings, assistant, client, app)

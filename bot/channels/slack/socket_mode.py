@@ -11,7 +11,7 @@ import threading
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 
 from bot.app import build_assistant
-from bot.channels.slack.app import SlackChannel, SlackNotConfiguredError, create_slack_app
+from bot.channels.slack.app import SlackChannel, SlackNotConfiguredError, create_slack_app, require_slack_settings
 from bot.settings import Settings
 
 log = logging.getLogger("bot.slack")
@@ -28,6 +28,7 @@ def connect(slack: SlackChannel, settings: Settings) -> SocketModeHandler:
 
 def run_socket_mode(settings: Settings) -> None:
     """Run until SIGTERM or Ctrl+C, then close the connection, the poster and the database."""
+    require_slack_settings(settings, socket_mode=True)
     assistant = build_assistant(settings)
     try:
         slack = create_slack_app(settings, assistant, socket_mode=True)
