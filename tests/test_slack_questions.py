@@ -69,3 +69,34 @@ def test_feedback_is_stored_and_the_pressed_buttons_are_replaced(slack: SlackHar
     assert "start:password_reset" in button_values(update)  # the other row stays usable
     with slack.sessions() as session:
         assert session.scalars(select(Feedback)).one().helpful is True
+
+
+def test_a_suggestion_click_shows_that_answer_and_the_suggestions_cannot_be_pressed_again(slack: SlackHarness) -> None:
+    slack.fake.add_user(MEMBER)
+    suggestions = slack.converse(MEMBER, "変更したい")
+    picks = [v for v in button_values(suggestions) if v.startswith("faq:")]
+    assert len(picks) >= 2, block_text(suggestions)
+    answer = slack.press(MEMBER, suggestions, picks[1])
+    assert any(v.startswith(f"feedback:{picks[1][4:]}:") for v in button_values(answer))
+    [update] = slack.fake.wait_for("chat.update")
+    assert not any(v.startswith("faq:") for v in button_values(update))
+    assert "✓" in block_text(update)
+
+
+def test_a_button_in_the_slash_commands_private_answer_replaces_that_answer(slack: SlackHarness) -> None:
+    slack.fake.add_user(MEMBER)
+    _, name = slack.command(MEMBER, "変更したい")
+    suggestions = slack.fake.wait_for(f"response_url:{name}")[0]
+    pick = next(v for v in button_values(suggestions) if v.startswith("faq:"))
+    slack.click(suggestions, pick, MEMBER, ephemeral_url=slack.fake.response_url(name))
+    replaced, answer = slack.fake.wait_for(f"response_url:{name}", 3)[1:]
+    assert replaced.args["replace_original"] is True and pick not in button_values(replaced)
+    assert answer.args["response_type"] == "ephemeral" and answer.args["replace_original"] is False
+    assert any(v.startswith(f"feedback:{pick[4:]}:") for v in button_values(answer))
+
+
+def test_an_empty_slash_command_explains_how_to_ask(slack: SlackHarness) -> None:
+    slack.fake.add_user(MEMBER)
+    _, name = slack.command(MEMBER, "   ")
+    [help_text] = slack.fake.wait_for(f"response_url:{name}")
+    assert "/jsug" in help_text.args["text"]

@@ -146,7 +146,8 @@ def create_slack_app(settings: Settings, assistant: Assistant, *, socket_mode: b
     require_slack_settings(settings, socket_mode=socket_mode)
     assert settings.slack_bot_token is not None
     token = settings.slack_bot_token.get_secret_value()
-    client = WebClient(token=token, base_url=settings.slack_api_base_url, timeout=10, logger=log,
+    client = WebClient(token=token, base_url=settings.slack_api_base_url, timeout=10,
+                       logger=logging.getLogger("bot.slack.api"),
                        retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=1),
                                        RateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES)])
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""

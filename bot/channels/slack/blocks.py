@@ -43,7 +43,7 @@ def render(replies: list[Reply]) -> SlackMessage:
     blocks: list[Block] = []
     for index, reply in enumerate(replies):
         blocks += _reply_blocks(reply, f"r{index}")
-    fallback = "\n".join(reply.text for reply in replies if reply.text)
+    fallback = "\n".join(_fallback(reply) for reply in replies if reply.text)
     return SlackMessage(_clip(fallback, FALLBACK_LIMIT) or " ", blocks[:BLOCKS_PER_MESSAGE])
 
 
@@ -76,6 +76,13 @@ def confirm_dialog(text: str) -> Block:
             "text": {"type": "plain_text", "text": _clip(text, 300)},
             "confirm": {"type": "plain_text", "text": message("slack_confirm_yes")},
             "deny": {"type": "plain_text", "text": message("slack_confirm_no")}}
+
+
+def _fallback(reply: Reply) -> str:
+    """A reply as plain text for notifications and screen readers (no markup is parsed there)."""
+    if reply.kind == "answer":
+        return f"【{reply.question}】\n{reply.text}"
+    return reply.text
 
 
 def _reply_blocks(reply: Reply, block_id: str) -> list[Block]:

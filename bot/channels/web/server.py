@@ -59,6 +59,8 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
         print("  mail: delivered by this server in the background", flush=True)
     else:
         print("  mail: queued for the worker process (jsug-bot mail deliver --every 10)", flush=True)
+    if settings.slack_http_enabled:
+        print(f"  Slack: POST http://{shown}:{port}/slack/events (events, /jsug, buttons)", flush=True)
     common: dict[str, Any] = {
         "host": host, "port": port, "access_log": False, "server_header": False, "proxy_headers": True,
         "forwarded_allow_ips": settings.web.forwarded_allow_ips, "log_level": "info",
