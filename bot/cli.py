@@ -127,14 +127,27 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     index = open_index(settings, args.faq)
     cases = load_cases(args.file, {entry.id for entry in index.corpus.entries})
-    report = evaluate(index, cases)
+    report = evaluate(index, cases, curve=args.curve)
     if args.json:
         _print_json(report)
-    else:
-        metrics = report["metrics"]
-        assert isinstance(metrics, dict)
-        for key, value in metrics.items():
-            print(f"{key:32} {value}")
+        return 0
+    metrics = report["metrics"]
+    assert isinstance(metrics, dict)
+    for key, value in metrics.items():
+        print(f"{key:38} {value}")
+    by_category = report.get("by_category")
+    if isinstance(by_category, dict):
+        shown = ("queries", "in_scope_answered_correctly", "top1_accuracy", "in_scope_bare_fallback",
+                 "wrong_answers", "out_of_scope_fallback")
+        print("\nby category: " + " | ".join(shown))
+        for name, figures in by_category.items():
+            print(f"  {name:14} " + " | ".join(str(figures.get(key)) for key in shown))
+    curve = report.get("curve")
+    if isinstance(curve, list):
+        print("\nanswer_threshold | answered_correctly | wrong_answers | out_of_scope_unanswered")
+        for row in curve:
+            print(f"  {row['answer_threshold']:<14} | {row['answered_correctly']} | {row['wrong_answers']} | "
+                  f"{row['out_of_scope_unanswered']}")
     return 0
 
 
@@ -412,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("file", type=Path)
     ev.add_argument("--faq", type=Path)
     ev.add_argument("--json", action="store_true")
+    ev.add_argument("--curve", action="store_true", help="also the trade-off over answer thresholds")
     ev.set_defaults(run=cmd_eval)
 
     faq = sub.add_parser("faq", help="manage the FAQ corpus").add_subparsers(dest="faq_command", required=True)

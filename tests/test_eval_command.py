@@ -165,3 +165,28 @@ def test_eval_reports_a_missing_file(capsys, tmp_path):
     assert code == 2
     assert str(path) in err and "not found" in err
     assert "Traceback" not in out + err
+
+
+def test_eval_reports_each_category_of_a_file_that_names_them(capsys, tmp_path):
+    lines = [json.dumps({**case, "category": "plain" if i < 2 else "other"}, ensure_ascii=False)
+             for i, case in enumerate(CASES)]
+    code, out, _ = run(capsys, "eval", str(write_cases(tmp_path / "q.jsonl", lines)), "--json")
+    assert code == 0
+    by_category = json.loads(out)["by_category"]
+    assert set(by_category) == {"plain", "other"}
+    assert by_category["plain"]["queries"] == 2 and by_category["plain"]["in_scope_answered_correctly"] == 1.0
+    assert by_category["other"]["out_of_scope"] == 1 and by_category["other"]["wrong_answers_in_scope"] == 1
+
+
+def test_eval_curve_answers_less_and_never_more_wrongly_as_the_threshold_rises(capsys, tmp_path):
+    lines = [json.dumps(case, ensure_ascii=False) for case in CASES]
+    code, out, _ = run(capsys, "eval", str(write_cases(tmp_path / "q.jsonl", lines)), "--json", "--curve")
+    assert code == 0
+    curve = json.loads(out)["curve"]
+    thresholds = [row["answer_threshold"] for row in curve]
+    assert thresholds == sorted(thresholds) and len(curve) >= 5
+    answered = [row["answered_correctly"] for row in curve]
+    wrong = [row["wrong_answers"] for row in curve]
+    assert answered == sorted(answered, reverse=True) and wrong == sorted(wrong, reverse=True)
+    code, text, _ = run(capsys, "eval", str(tmp_path / "q.jsonl"), "--curve")
+    assert "answer_threshold" in text
