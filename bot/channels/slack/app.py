@@ -18,6 +18,7 @@ from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
+from slack_sdk.signature import SignatureVerifier
 
 from bot.app import Assistant
 from bot.channels.slack import home, members, secretariat
@@ -48,6 +49,9 @@ class SlackChannel:
         self.client = client
         self.app = app
         self.sender = Sender(client)
+        secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
+        self.verifier = SignatureVerifier(secret) if secret else None
+        """Checks HTTP requests' signatures (None in Socket Mode, where the app token authenticates)."""
         self.secretariat_channel = settings.slack_secretariat_channel or None
         self.poster = secretariat.Poster(self) if self.secretariat_channel else None
         self._checked: dict[str, float] = {}

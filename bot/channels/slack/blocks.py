@@ -44,11 +44,11 @@ def render(replies: list[Reply]) -> SlackMessage:
     for index, reply in enumerate(replies):
         blocks += _reply_blocks(reply, f"r{index}")
     fallback = "\n".join(_fallback(reply) for reply in replies if reply.text)
-    return SlackMessage(_clip(fallback, FALLBACK_LIMIT) or " ", blocks[:BLOCKS_PER_MESSAGE])
+    return SlackMessage(_clip(escape(fallback), FALLBACK_LIMIT) or " ", blocks[:BLOCKS_PER_MESSAGE])
 
 
 def text_message(said: str) -> SlackMessage:
-    return SlackMessage(_clip(said, FALLBACK_LIMIT), _sections(said))
+    return SlackMessage(_clip(escape(said), FALLBACK_LIMIT), _sections(said))
 
 
 def after_click(blocks: list[Block], block_id: str, label: str) -> list[Block]:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt import Ack, App
 
 from bot.channels.slack.blocks import ACTION_PREFIX, SlackMessage, after_click, text_message
-from bot.channels.slack.incoming import has_files_only, is_spoken, plain_text
+from bot.channels.slack.incoming import has_files_only, is_spoken, plain_text, text_field
 from bot.channels.slack.places import Place
 from bot.channels.slack.secretariat import relay_thread_reply
 from bot.messages import message
@@ -39,22 +39,22 @@ def register(app: App, slack: SlackChannel) -> None:
     def on_mention(body: dict[str, Any], context: dict[str, Any]) -> None:
         try:
             event = body.get("event") or {}
-            channel = str(event.get("channel") or "")
-            if channel.startswith("D") or channel == slack.secretariat_channel:
+            channel = text_field(event, "channel")
+            if not channel or channel.startswith("D") or channel == slack.secretariat_channel:
                 return  # a direct message arrives as a message event; the secretariat talks in threads
-            if not is_spoken(event, context.get("bot_user_id")):
+            thread = text_field(event, "thread_ts") or text_field(event, "ts")
+            if not is_spoken(event, context.get("bot_user_id")) or not thread:
                 return
-            place = Place(channel=channel, thread_ts=str(event.get("thread_ts") or event.get("ts") or ""))
-            slack.converse(str(body.get("team_id") or ""), str(event["user"]), place,
+            slack.converse(text_field(body, "team_id"), event["user"], Place(channel=channel, thread_ts=thread),
                            text=plain_text(event.get("text")))
         finally:
             slack.finish_event(body)
 
     def on_command(body: dict[str, Any]) -> None:
-        place = Place(response_url=str(body.get("response_url") or ""), channel=body.get("channel_id"))
+        place = Place(response_url=text_field(body, "response_url"), channel=text_field(body, "channel_id") or None)
         said = plain_text(body.get("text"))
-        user_id, team_id = body.get("user_id"), body.get("team_id")
-        if not isinstance(user_id, str) or not isinstance(team_id, str) or not place.response_url:
+        user_id, team_id = text_field(body, "user_id"), text_field(body, "team_id")
+        if not user_id or not team_id or not place.response_url:
             return
         if not said:
             slack.sender.post(place, text_message(message("slack_command_help")))
@@ -62,15 +62,15 @@ def register(app: App, slack: SlackChannel) -> None:
         slack.converse(team_id, user_id, place, text=said)
 
     def on_button(body: dict[str, Any]) -> None:
-        pressed = (body.get("actions") or [{}])[0]
-        user = body.get("user") or {}
-        team_id = (body.get("team") or {}).get("id") or user.get("team_id")
-        value, user_id = pressed.get("value"), user.get("id")
-        if not (isinstance(value, str) and value and isinstance(user_id, str) and user_id
-                and isinstance(team_id, str) and team_id):
+        pressed = _first_action(body)
+        user: dict[str, Any] = body["user"] if isinstance(body.get("user"), dict) else {}
+        team: dict[str, Any] = body["team"] if isinstance(body.get("team"), dict) else {}
+        team_id = text_field(team, "id") or text_field(user, "team_id")
+        value, user_id = text_field(pressed, "value"), text_field(user, "id")
+        if not value or not user_id or not team_id:
             return
         place = _button_place(body)
-        label = str((pressed.get("text") or {}).get("text") or "")
+        label = text_field(pressed["text"], "text") if isinstance(pressed.get("text"), dict) else ""
         original = body.get("message") or {}
         if place.response_url or original.get("blocks"):
             blocks = after_click(original.get("blocks") or [], str(pressed.get("block_id")), label)
@@ -86,13 +86,20 @@ def register(app: App, slack: SlackChannel) -> None:
 
 
 def _direct_message(slack: SlackChannel, body: dict[str, Any], event: dict[str, Any], bot_user_id: str | None) -> None:
-    if not is_spoken(event, bot_user_id):
+    channel = text_field(event, "channel")
+    if not is_spoken(event, bot_user_id) or not channel.startswith("D"):
         return
-    place = Place(channel=str(event.get("channel") or ""))
+    place = Place(channel=channel)
     if has_files_only(event):
         slack.sender.post(place, text_message(message("slack_file_not_read")))
         return
-    slack.converse(str(body.get("team_id") or ""), str(event["user"]), place, text=plain_text(event.get("text")))
+    slack.converse(text_field(body, "team_id"), event["user"], place, text=plain_text(event.get("text")))
+
+
+def _first_action(body: dict[str, Any]) -> dict[str, Any]:
+    actions = body.get("actions")
+    first = actions[0] if isinstance(actions, list) and actions else None
+    return first if isinstance(first, dict) else {}
 
 
 def _button_place(body: dict[str, Any]) -> Place:

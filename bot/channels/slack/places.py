@@ -85,7 +85,7 @@ class Sender:
             result = WebhookClient(url, timeout=TIMEOUT_SECONDS).send(
                 text=message.text, blocks=message.blocks, response_type="ephemeral",
                 replace_original=replace_original)
-        except (SlackClientError, OSError) as exc:
+        except (SlackClientError, OSError, ValueError) as exc:
             log.warning("response_url failed (%s); the conversation is stored", reason(exc))
             return None
         if result.status_code != 200:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt import Ack, App
 
 from bot.channels.slack.blocks import SlackMessage, button, confirm_dialog, context, escape, text_message
-from bot.channels.slack.incoming import is_spoken, plain_text, user_id_of
+from bot.channels.slack.incoming import is_spoken, plain_text, text_field, user_id_of
 from bot.channels.slack.places import Place
 from bot.errors import ServiceUnavailableError
 from bot.messages import message
@@ -27,6 +27,7 @@ TAKE = "secretariat:take"
 RESOLVE = "secretariat:resolve"
 TRANSCRIPT_SHOWN = 10
 SECTION_LIMIT = 2900
+MAX_REQUEST_ID = 2**63
 
 
 class Poster:
@@ -85,13 +86,13 @@ def register(app: App, slack: SlackChannel) -> None:
     def on_status(body: dict[str, Any]) -> None:
         pressed = (body.get("actions") or [{}])[0]
         channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
-        user_id = (body.get("user") or {}).get("id")
+        user_id = (body.get("user") or {}).get("id")  # the shapes were checked (incoming.malformed)
         if channel != slack.secretariat_channel or not isinstance(user_id, str):
             return  # only the secretariat's channel moves requests
-        try:
-            request_id = int(str(pressed.get("value")))
-        except ValueError:
+        value = str(pressed.get("value"))
+        if not value.isascii() or not value.isdigit() or not 0 < int(value) < MAX_REQUEST_ID:
             return
+        request_id = int(value)
         name = slack.staff_name(user_id)
         take = pressed.get("action_id") == TAKE
         status = RequestStatus.IN_PROGRESS if take else RequestStatus.DONE
@@ -110,7 +111,7 @@ def register(app: App, slack: SlackChannel) -> None:
 
 def relay_thread_reply(slack: SlackChannel, event: dict[str, Any], bot_user_id: str | None) -> None:
     """A secretariat member's reply in a request's thread, sent on to the member and recorded."""
-    thread, channel = event.get("thread_ts"), str(event.get("channel") or "")
+    thread, channel = text_field(event, "thread_ts"), text_field(event, "channel")
     if not is_spoken(event, bot_user_id) or not thread or thread == event.get("ts"):
         return
     secretariat = slack.assistant.secretariat
