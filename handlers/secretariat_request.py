@@ -39,6 +39,8 @@ MESSAGES = {
 
 class SecretariatRequestHandler:
     name = NAME
+    free_text_steps = frozenset({"details"})
+    """Steps that take the member's own words: never read as a new question (see the engine)."""
     needs_identity = False
 
     def start(self, ctx: FlowContext, slots: dict[str, Any]) -> Step:

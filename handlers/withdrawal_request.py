@@ -39,6 +39,8 @@ MESSAGES = {
 
 class WithdrawalRequestHandler:
     name = NAME
+    free_text_steps = frozenset({"reason"})
+    """Steps that take the member's own words: never read as a new question (see the engine)."""
     needs_identity = True
 
     def start(self, ctx: FlowContext, slots: dict[str, Any]) -> Step:

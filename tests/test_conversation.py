@@ -621,8 +621,12 @@ def test_only_what_is_still_on_is_offered(chat: Chat, inbox: Inbox) -> None:
         "ボタンでお選びいただくか、「メルマガ」「DM」「両方」のいずれかでお答えください。"]
 
 
-def test_a_typed_request_to_stop_the_newsletter_starts_the_flow(chat: Chat) -> None:
-    assert chat.say("メルマガを止めてください").texts == [message("identity_intro")]
+def test_a_typed_request_to_stop_the_newsletter_shows_how_and_offers_to_do_it_here(chat: Chat) -> None:
+    shown = chat.say("メルマガを止めてください")
+    assert shown.kinds == ["answer", "buttons"]
+    assert shown[0].faq_id == "newsletter-dm-stop" and "マイページ" in shown[0].text
+    assert shown.actions == ["start:newsletter_optout"]
+    assert chat.press("start:newsletter_optout").texts == [message("identity_intro")]
 
 
 # === withdrawal_request ==============================================================================
@@ -695,7 +699,9 @@ def test_a_non_representative_never_gets_the_company_withdrawal_and_is_refused_i
 def test_a_company_name_change_needs_identity_first_then_records_the_details(
     chat: Chat, inbox: Inbox, seeded: sessionmaker[Session]
 ) -> None:
-    assert "kind:company_name_change" in chat.say("会社名の変更を申請します").actions
+    shown = chat.say("会社名の変更を申請します")  # the FAQ's answer first, with the offer to do it here
+    assert shown[0].faq_id == "company-name-change" and shown.actions == ["start:secretariat_request"]
+    assert "kind:company_name_change" in chat.press("start:secretariat_request").actions
 
     assert chat.press("kind:company_name_change").texts == [message("identity_intro")]
     verified = verify(chat, inbox, TANAKA)
@@ -1019,7 +1025,8 @@ def demo_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 def test_chat_script_prints_each_turn_as_one_json_line(
     demo_database: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    lines = ["こんにちは", "パスワードを忘れました", "変更したい", "メルマガを止めてください", "!stop:both", "!confirm"]
+    lines = ["こんにちは", "パスワードを忘れました", "変更したい", "メルマガを止めてください", "!start:newsletter_optout",
+             "!stop:both", "!confirm"]
     script = tmp_path / "script.txt"
     script.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -1029,12 +1036,14 @@ def test_chat_script_prints_each_turn_as_one_json_line(
     turns = [json.loads(line) for line in captured.out.splitlines()]
     assert [turn["in"] for turn in turns] == lines
     kinds = [[reply["kind"] for reply in turn["replies"]] for turn in turns]
-    assert kinds == [["text"], ["answer", "buttons"], ["suggestions"], ["text", "buttons"], ["buttons"], ["text"]]
+    assert kinds == [["text"], ["answer", "buttons"], ["suggestions"], ["answer", "buttons"], ["text", "buttons"],
+                     ["buttons"], ["text"]]
     assert turns[0]["replies"] == [{"kind": "text", "text": message("greeting")}]
     assert turns[1]["replies"][0]["faq_id"] == "password-reset"
     assert turns[2]["replies"][0]["items"]
-    assert turns[3]["replies"][0]["text"] == message("identity_verified")  # --as: no code on the demo database
-    assert turns[5]["replies"][0]["text"].startswith("メールマガジン・郵送DMを停止しました")
+    assert turns[3]["replies"][0]["faq_id"] == "newsletter-dm-stop"  # how to do it on マイページ, and the offer
+    assert turns[4]["replies"][0]["text"] == message("identity_verified")  # --as: no code on the demo database
+    assert turns[6]["replies"][0]["text"].startswith("メールマガジン・郵送DMを停止しました")
     sessions = session_factory(make_engine(demo_database))
     try:
         assert preferences(sessions, "demo-tanaka") == (False, False)

@@ -186,6 +186,7 @@ def test_a_secretariat_request_for_a_member_confirmed_late_asks_again(
 ) -> None:
     chat = Chat(assistant)
     chat.say("会社名の変更を申請します")
+    chat.press("start:secretariat_request")
     assert chat.press("kind:company_name_change") == [message("identity_intro")]
     verify_by_code(chat, inbox)
     clock.advance(minutes=25)

@@ -35,7 +35,7 @@ from tests.conftest import TEST_SECRET
 from tests.mail_support import SMTP_HOST, SmtpServer
 
 TANAKA = "tanaka@example.com"  # demo-tanaka: newsletter and postal DM on
-STOP_BOTH = ["メルマガを止めてください", "!stop:both", "!confirm"]
+STOP_BOTH = ["メルマガを止めてください", "!start:newsletter_optout", "!stop:both", "!confirm"]
 ENVIRONMENT_NAMES = ("LOGNAME", "USER", "LNAME", "USERNAME")
 PLAIN_CSV = (
     "company,membership_class,name,email,login_id,is_representative,newsletter,postal_dm\n"
@@ -134,7 +134,8 @@ def test_chat_as_names_the_os_account_and_records_the_change_on_the_members_beha
     code, turns, err = chat(tmp_path, capsys, STOP_BOTH, "--as", TANAKA)
 
     assert code == 0, err
-    assert turns[0]["replies"][0]["text"] == message("identity_verified")
+    assert turns[0]["replies"][0]["faq_id"] == "newsletter-dm-stop"
+    assert turns[1]["replies"][0]["text"] == message("identity_verified")
     assert preferences(demo, "demo-tanaka") == (False, False)
     tanaka = member_id(demo, "demo-tanaka")
     operator = f"operator:{os_account}"
@@ -332,7 +333,8 @@ def test_a_preferences_row_created_implicitly_is_audited_and_shown(
     tanaka = without_preferences(demo, "demo-tanaka")
     assistant.assume_identity("terminal", "as:prefs", TANAKA, operator="operator:suzuki")
 
-    replies = assistant.handle("terminal", "as:prefs", text="メルマガを止めてください")
+    assistant.handle("terminal", "as:prefs", text="メルマガを止めてください")  # the FAQ answer and the offer
+    replies = assistant.handle("terminal", "as:prefs", action="start:newsletter_optout")
     assert message("identity_verified") in [reply.text for reply in replies]
 
     [created] = audit(demo, "preferences_created")

@@ -48,6 +48,8 @@ START = "start:"
 FAQ = "faq:"
 FEEDBACK = "feedback:"
 CANCEL = "cancel"
+DIGRESS = "digress:answer"
+RESUME = "digress:resume"
 # A typed cancel must match a cancel phrase closely, with no word the cancel examples lack:
 # free-text steps must not lose a message that merely mentions cancelling ("キャンセル待ちは?").
 CANCEL_THRESHOLD = 0.8
@@ -243,6 +245,8 @@ class Engine:
         return self._save(ctx, *self._on_text(ctx, state, text or "", replies))
 
     def _on_action(self, ctx: FlowContext, state: dict[str, Any], action: str, replies: list[Reply]) -> Next:
+        if action in (DIGRESS, RESUME):
+            return self._digression_choice(ctx, state, action, replies)
         if action.startswith(START) and action[len(START):] in self.handlers:
             slots = {"question": state.get("last_question", "")}
             return self._start(ctx, action[len(START):], slots, replies)
@@ -262,9 +266,12 @@ class Engine:
             return state, replies + [_text("nothing_to_cancel")]
         if intent and intent.name == "human":
             return self._start(ctx, "secretariat_request", {"kind": "inquiry"}, replies)
-        if intent and intent.handler:
-            return self._start(ctx, intent.handler, {}, replies)
         result = match(self.faq, said)
+        if intent and intent.handler:
+            shown = self._entry_for_action(intent.handler, result.ranked[:1])
+            if shown is not None:  # how to do it on マイページ, and the offer to do it here
+                return {}, replies + self._answer(shown)
+            return self._start(ctx, intent.handler, {}, replies)
         if result.outcome is Outcome.ANSWER and result.faq_id:
             return {}, replies + self._answer(result.faq_id)
         if result.outcome is Outcome.SUGGEST:
@@ -291,6 +298,9 @@ class Engine:
     def _continue(self, ctx: FlowContext, state: dict[str, Any], said: str | None, action: str | None,
                   replies: list[Reply]) -> Next:
         ctx.private = True
+        state = {key: value for key, value in state.items() if key != "digression"}
+        if said is not None and self._is_new_question(state, said):
+            return self._offer_digression(state, said, replies)
         name = state["flow"]
         if name == "identify":
             return self._identified(ctx, self.identity.resume(ctx, state["data"], said, action), replies)
@@ -309,11 +319,73 @@ class Engine:
             return self._identified(ctx, self.identity.start(ctx, data), replies + step.replies)
         if step.done or step.state is None:
             return {}, replies + step.replies
+        prompt = [reply.as_dict() for reply in step.replies] if step.replies else None
         if ctx.member is not None and _acts_for_member(self.handlers.get(name)):
             # The flow acts for this member: _continue checks that the proof is still fresh.
-            return ({"flow": name, "data": step.state, "member": ctx.member.id, "slots": slots or {}},
-                    replies + step.replies)
-        return {"flow": name, "data": step.state}, replies + step.replies
+            return ({"flow": name, "data": step.state, "member": ctx.member.id, "slots": slots or {},
+                     "prompt": prompt}, replies + step.replies)
+        return {"flow": name, "data": step.state, "prompt": prompt}, replies + step.replies
+
+    # --- a new question while a flow waits (a digression)
+
+    def _is_new_question(self, state: dict[str, Any], said: str) -> bool:
+        """Whether typed text, at a step that waits for an address, a code or a choice, is rather a
+        new question (an action or a FAQ the member asks about). Free-text steps (an inquiry's
+        details, a withdrawal's reason) take whatever is typed."""
+        name, data = state["flow"], state.get("data") or {}
+        handler = self.handlers.get(str(data.get("then")) if name == "identify" else name)
+        if name != "identify" and data.get("step") in getattr(handler, "free_text_steps", frozenset()):
+            return False
+        if "@" in said or sum(ch.isdigit() for ch in said) >= 4 or len(said.strip()) < 4:
+            return False  # an attempt at the address or the code, however mistyped
+        intent = self.intents.detect(said)
+        if intent is not None and (intent.name == "human" or (intent.handler and handler is not None
+                                                               and intent.handler != handler.name)):
+            return True
+        result = match(self.faq, said)
+        if result.outcome is Outcome.FALLBACK or not result.ranked:
+            return False
+        entry = self.faq.corpus.get(result.ranked[0])
+        return entry is None or handler is None or entry.action != handler.name  # not about this flow itself
+
+    def _offer_digression(self, state: dict[str, Any], said: str, replies: list[Reply]) -> Next:
+        label = self._flow_label(state)
+        offer = buttons(message("digression_offer", flow=label), (message("digression_answer_button"), DIGRESS),
+                        (message("digression_continue_button", flow=label), RESUME))
+        return {**state, "digression": said}, replies + [offer]
+
+    def _digression_choice(self, ctx: FlowContext, state: dict[str, Any], action: str, replies: list[Reply]) -> Next:
+        paused = state.get("paused") if not state.get("flow") else None
+        if action == RESUME and (state.get("flow") or paused):
+            flow = {k: v for k, v in (paused or state).items() if k != "digression"}
+            note = _text("flow_resumed", flow=self._flow_label(flow))
+            return flow, replies + [note] + [Reply.from_dict(r) for r in flow.get("prompt") or []]
+        said = state.get("digression")
+        if action != DIGRESS or not state.get("flow") or not isinstance(said, str):
+            return state, replies + [_text("stale_button")]
+        flow = {k: v for k, v in state.items() if k != "digression"}
+        after, answered = self._on_text(ctx, {}, said, replies)
+        if after.get("flow"):
+            return after, answered  # the question began another flow; the paused one is dropped
+        resume = buttons(message("resume_offer", flow=self._flow_label(flow)),
+                         (message("resume_button"), RESUME))
+        return {**after, "paused": flow}, answered + [resume]
+
+    def _flow_label(self, state: dict[str, Any]) -> str:
+        name = state.get("flow")
+        if name == "identify":
+            name = (state.get("data") or {}).get("then")
+        return message(f"flow_label_{name}") if name in self.handlers else message("flow_label_other")
+
+    def _entry_for_action(self, handler: str, ranked: list[str]) -> str | None:
+        """The FAQ entry that explains an action: the best match if it offers that action, else the
+        one entry that does; None when several do and none matched (the flow starts directly)."""
+        for faq_id in ranked:
+            entry = self.faq.corpus.get(faq_id)
+            if entry is not None and entry.action == handler:
+                return entry.id
+        offering = [entry.id for entry in self.faq.corpus.entries if entry.action == handler]
+        return offering[0] if len(offering) == 1 else None
 
     def _save(self, ctx: FlowContext, state: dict[str, Any], replies: list[Reply]) -> Turn:
         conversation = ctx.conversation

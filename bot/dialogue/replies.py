@@ -35,6 +35,14 @@ class Reply:
         }[self.kind]
         return {key: data[key] for key in keep}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Reply:
+        """A reply back from its wire shape (a flow's prompt kept with the conversation's state)."""
+        shown = [Button(str(b.get("label", "")), str(b.get("action", ""))) for b in data.get("buttons") or []]
+        return cls(kind=str(data.get("kind", "text")), text=str(data.get("text", "")), faq_id=data.get("faq_id"),
+                   question=data.get("question"), links=list(data.get("links") or []),
+                   items=list(data.get("items") or []), buttons=shown)
+
 
 def text(message: str) -> Reply:
     return Reply("text", text=message)

@@ -23,6 +23,9 @@ LINKS_FILE = "links.yaml"
 SYNONYMS_FILE = "synonyms.yaml"
 FILLERS_FILE = "fillers.yaml"
 OFF_TOPIC_FILE = "out_of_scope.yaml"
+ENGLISH_FILE = "english.yaml"
+POLARITY_FILE = "polarity.yaml"
+POLARITIES = ("start", "stop")
 
 LINK_MARKUP = re.compile(r"\[([^\[\]]+)\]\(([^()\s]+)\)")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$", re.IGNORECASE)
@@ -59,6 +62,9 @@ class FaqEntry:
     category: str = ""
     alternates: tuple[str, ...] = ()
     action: str | None = None
+    polarity: str | None = None
+    """"start" (joining, registering, receiving) or "stop" (withdrawing, deregistering, stopping):
+    a question of the opposite polarity (``polarity.yaml``) is never answered with this entry."""
 
     def link_keys(self) -> list[str]:
         return [key for _, key in LINK_MARKUP.findall(self.answer)]
@@ -150,6 +156,9 @@ def parse_entry(raw: Any, path: Path, where: str) -> FaqEntry:
     action = raw.get("action")
     if action is not None and not isinstance(action, str):
         raise CorpusError(path, "field 'action' must be text", label)
+    polarity = raw.get("polarity")
+    if polarity not in (None, *POLARITIES):
+        raise CorpusError(path, "field 'polarity' must be 'start' or 'stop'", label)
     return FaqEntry(
         id=faq_id,
         question=_text(raw, "question", path, label),
@@ -157,6 +166,7 @@ def parse_entry(raw: Any, path: Path, where: str) -> FaqEntry:
         category=_text(raw, "category", path, label, required=False),
         alternates=_alternates(raw, path, label),
         action=action or None,
+        polarity=polarity,
     )
 
 
@@ -204,7 +214,35 @@ def load_lexicon(faq_dir: Path) -> Lexicon:
     if not isinstance(off_topic, list) or not all(isinstance(t, (str, int)) for t in off_topic):
         raise CorpusError(off_topic_path, "must be a list of words")
     groups = {str(k): [str(v) for v in vs] for k, vs in groups.items()}
-    return Lexicon.from_groups(groups, fillers, [str(t) for t in off_topic])
+    english_groups, english_fillers = _load_english(faq_dir / ENGLISH_FILE)
+    for canonical, variants in english_groups.items():
+        groups[canonical] = groups.get(canonical, []) + variants
+    return Lexicon.from_groups(groups, [*fillers, *english_fillers], [str(t) for t in off_topic],
+                               _load_polarity(faq_dir / POLARITY_FILE))
+
+
+def _load_polarity(path: Path) -> dict[str, list[str]]:
+    """``polarity.yaml``: the words that make a question one of starting or of stopping something."""
+    if not path.exists():
+        return {}
+    raw = read_yaml(path) or {}
+    if not isinstance(raw, dict) or set(raw) - set(POLARITIES) or not all(
+            isinstance(v, list) and all(isinstance(w, str) for w in v) for v in raw.values()):
+        raise CorpusError(path, "must map 'start' and 'stop' to lists of words")
+    return {str(k): [str(w) for w in v] for k, v in raw.items()}
+
+
+def _load_english(path: Path) -> tuple[dict[str, list[str]], list[str]]:
+    """``english.yaml``: the bilingual glossary (English phrases → the FAQ's word) and English fillers."""
+    if not path.exists():
+        return {}, []
+    raw = read_yaml(path) or {}
+    glossary, fillers = (raw.get("glossary") or {}, raw.get("fillers") or []) if isinstance(raw, dict) else (None, None)
+    if not isinstance(glossary, dict) or not all(isinstance(v, list) for v in glossary.values()):
+        raise CorpusError(path, "'glossary' must map each Japanese term to a list of English phrases")
+    if not isinstance(fillers, list) or not all(isinstance(f, str) for f in fillers):
+        raise CorpusError(path, "'fillers' must be a list of phrases")
+    return {str(k): [str(v) for v in vs] for k, vs in glossary.items()}, [str(f) for f in fillers]
 
 
 def load_faq_yaml(path: Path) -> list[FaqEntry]:

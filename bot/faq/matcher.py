@@ -199,6 +199,20 @@ def features(index: FaqIndex, query: Document, candidates: list[Candidate], top_
     ]
 
 
+OPPOSITE_PENALTY = 0.4
+
+
+def _keep_polarity(index: FaqIndex, normalized: str, totals: np.ndarray) -> None:
+    """Scale down the entries of the opposite polarity: a question to stop the newsletter is never
+    answered with how to receive it, nor a cancellation with how to join (``polarity.yaml``)."""
+    wanted = index.corpus.lexicon.polarity(normalized)
+    if wanted is None:
+        return
+    for position, entry in enumerate(index.corpus.entries):
+        if entry.polarity is not None and entry.polarity != wanted:
+            totals[position] *= OPPOSITE_PENALTY
+
+
 def match(index: FaqIndex, text: str) -> MatchResult:
     """Rank the FAQ for ``text`` and decide what to do with the ranking."""
     s = index.settings
@@ -208,6 +222,7 @@ def match(index: FaqIndex, text: str) -> MatchResult:
         return MatchResult(Outcome.FALLBACK, None, 0.0, [], [], [], normalized=query.normalized.text, truncated=truncated)
 
     scores = score_all(index, query)
+    _keep_polarity(index, query.normalized.text, scores.total)
     order = _top(scores.total, 10)
     candidates = [_candidate(index, scores, int(i)) for i in order]
     top = candidates[0]

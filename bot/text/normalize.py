@@ -126,10 +126,13 @@ class Lexicon:
     synonyms: dict[str, str] = field(default_factory=dict)
     fillers: tuple[str, ...] = ()
     off_topic: tuple[str, ...] = ()
+    polarity_cues: dict[str, str] = field(default_factory=dict)
+    """A cue (as it reads after normalisation) → "start" or "stop", longest cues first."""
 
     @classmethod
     def from_groups(
-        cls, groups: dict[str, list[str]], fillers: list[str], off_topic: list[str] | None = None
+        cls, groups: dict[str, list[str]], fillers: list[str], off_topic: list[str] | None = None,
+        polarity: dict[str, list[str]] | None = None,
     ) -> "Lexicon":
         mapping: dict[str, str] = {}
         for canonical, variants in groups.items():
@@ -144,11 +147,25 @@ class Lexicon:
                         mapping[form] = target
         filler_forms = {form for phrase in fillers for form in _variants_of(phrase)}
         off_topic_forms = {form for term in off_topic or [] for form in _variants_of(term)}
+        forms = {form: kind for kind, words in (polarity or {}).items() for word in words
+                 for form in _variants_of(word)}
+        cues = {form: forms[form] for form in sorted(forms, key=len, reverse=True)}  # longest first
         return cls(
             mapping,
             tuple(sorted(filler_forms, key=len, reverse=True)),
             tuple(sorted(off_topic_forms, key=len, reverse=True)),
+            cues,
         )
+
+    def polarity(self, text: str) -> str | None:
+        """Whether ``text`` (normalised) asks to start or to stop something; None when neither or both.
+        Longer cues win ("希望しない" is a stop, though it holds "希望")."""
+        found: set[str] = set()
+        for cue in self.polarity_cues:
+            if cue in text:
+                found.add(self.polarity_cues[cue])
+                text = text.replace(cue, " ")
+        return found.pop() if len(found) == 1 else None
 
 
 @dataclass(frozen=True)
