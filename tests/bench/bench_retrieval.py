@@ -51,7 +51,7 @@ def main() -> int:
         index = build_index(corpus, settings.matcher, analyzer)
         cases = [c for c in load_cases(DATA / queries_file, {e.id for e in corpus.entries}) if c.expected]
         expected = [set(c.expected) for c in cases]
-        systems = {"engine": lambda q: match(index, q).ranked, "bm25 (sudachi words)": Bm25Baseline(corpus).rank,
+        systems = {"engine": lambda q, index=index: match(index, q).ranked, "bm25 (sudachi words)": Bm25Baseline(corpus).rank,
                    "char tf-idf": CharTfidfBaseline(corpus).rank}
         print(f"{name}: {len(corpus.entries)} entries, {len(cases)} queries")
         for label, rank in systems.items():
