@@ -38,6 +38,7 @@ from bot.messages import message
 from bot.settings import Settings
 from bot.storage import audit
 from bot.storage.models import Conversation, Feedback, Member, Message, OutboxMail
+from bot.text.normalize import is_english
 
 log = logging.getLogger(__name__)
 
@@ -272,10 +273,11 @@ class Engine:
             if shown is not None:  # how to do it on マイページ, and the offer to do it here
                 return {}, replies + self._answer(shown)
             return self._start(ctx, intent.handler, {}, replies)
+        note = [_text("english_note")] if is_english(said) else []
         if result.outcome is Outcome.ANSWER and result.faq_id:
-            return {}, replies + self._answer(result.faq_id)
+            return {}, replies + self._answer(result.faq_id) + note
         if result.outcome is Outcome.SUGGEST:
-            return {}, replies + [self._suggestions(result.suggestions)]
+            return {}, replies + [self._suggestions(result.suggestions)] + note
         if not said.strip():
             return {}, replies + [_text("empty_question")]
         offer = buttons(message("fallback_offer"), (message("to_secretariat_button"), f"{START}secretariat_request"))

@@ -233,15 +233,17 @@ def _load_polarity(path: Path) -> dict[str, list[str]]:
 
 
 def _load_english(path: Path) -> tuple[dict[str, list[str]], list[str]]:
-    """``english.yaml``: the bilingual glossary (English phrases → the FAQ's word) and English fillers."""
+    """``english.yaml``: the bilingual glossary (English phrases → the FAQ's word), English fillers
+    and stop-words (both removed before matching)."""
     if not path.exists():
         return {}, []
     raw = read_yaml(path) or {}
-    glossary, fillers = (raw.get("glossary") or {}, raw.get("fillers") or []) if isinstance(raw, dict) else (None, None)
+    glossary, fillers = ((raw.get("glossary") or {}, [*(raw.get("fillers") or []), *(raw.get("stopwords") or [])])
+                         if isinstance(raw, dict) else (None, None))
     if not isinstance(glossary, dict) or not all(isinstance(v, list) for v in glossary.values()):
         raise CorpusError(path, "'glossary' must map each Japanese term to a list of English phrases")
     if not isinstance(fillers, list) or not all(isinstance(f, str) for f in fillers):
-        raise CorpusError(path, "'fillers' must be a list of phrases")
+        raise CorpusError(path, "'fillers' and 'stopwords' must be lists of phrases")
     return {str(k): [str(v) for v in vs] for k, vs in glossary.items()}, [str(f) for f in fillers]
 
 

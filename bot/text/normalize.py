@@ -55,6 +55,14 @@ def romaji_to_kana(text: str, known: frozenset[str] = frozenset()) -> str:
     return _ASCII_WORD.sub(convert, text)
 
 
+def is_english(text: str) -> bool:
+    """Whether a message is written mainly in English: most of its letters are Latin (a message
+    that only names JSUGNET or a login id among Japanese words is not)."""
+    latin = sum(ch.isascii() and ch.isalpha() for ch in text)
+    letters = sum(ch.isalpha() for ch in text)
+    return letters >= 8 and latin / letters >= 0.6 and len(ascii_words(clean(text))) >= 3
+
+
 def ascii_words(text: str) -> list[str]:
     """The Latin-letter words of a cleaned (lower-case) text: candidates for romaji."""
     return _ASCII_WORD.findall(text)
