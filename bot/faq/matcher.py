@@ -8,7 +8,8 @@ close FAQs mean "もしかして…", not a coin toss between them.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 import numpy as np
@@ -58,6 +59,8 @@ class MatchResult:
     off_topic_terms: list[str] = field(default_factory=list)
     query: Document | None = field(default=None, repr=False, compare=False)
     top_faq: int = -1
+    question_part: str | None = None
+    """The sentence of a long message the decision was made on (None: the whole message)."""
 
     @property
     def ranked(self) -> list[str]:
@@ -75,6 +78,7 @@ class MatchResult:
             "fillers_removed": self.fillers_removed,
             "off_topic_terms": self.off_topic_terms,
             "normalized": self.normalized,
+            "question_part": self.question_part,
             "truncated": self.truncated,
             "candidates": [c.as_dict() for c in self.candidates],
         }
@@ -213,8 +217,43 @@ def _keep_polarity(index: FaqIndex, normalized: str, totals: np.ndarray) -> None
             totals[position] *= OPPOSITE_PENALTY
 
 
+_SENTENCE_END = re.compile(r"(?<=[。！？!?\n])")
+_QUESTION_MARKS = ("?", "？", "か。", "か", "ください", "下さい", "たい", "教えて", "方法", "どう", "どこ", "いつ",
+                   "何", "ほしい", "欲しい", "でしょう", "ますか", "願い")
+LONG_MESSAGE_CHARS = 40
+_RANK = {Outcome.ANSWER: 2, Outcome.SUGGEST: 1, Outcome.FALLBACK: 0}
+
+
+def question_parts(text: str) -> list[str]:
+    """The sentences of a long message that ask something (a question mark, 〜か, 〜たい, 教えて …);
+    empty for a short message or one of a single sentence. Background sentences ("S/4HANA移行の
+    プロジェクト中で…") are left out, so a product named in passing does not veto the answer."""
+    if len(text) < LONG_MESSAGE_CHARS:
+        return []
+    sentences = [part.strip() for part in _SENTENCE_END.split(text) if len(part.strip()) >= 4]
+    if len(sentences) < 2:
+        return []
+    asking = [sentence for sentence in sentences if any(mark in sentence for mark in _QUESTION_MARKS)]
+    return asking if asking and len(asking) < len(sentences) else []
+
+
 def match(index: FaqIndex, text: str) -> MatchResult:
-    """Rank the FAQ for ``text`` and decide what to do with the ranking."""
+    """Rank the FAQ for ``text`` and decide; a long message is also matched by its question
+    sentences (``question_parts``), and the most decisive result wins (an answer over a suggestion
+    over a fallback, then the higher confidence)."""
+    whole = match_text(index, text)
+    best = whole
+    for part in question_parts(text):
+        result = match_text(index, part)
+        if (_RANK[result.outcome], result.score) > (_RANK[best.outcome], best.score):
+            best = result
+    if best is not whole:
+        return replace(best, question_part=best.normalized, truncated=whole.truncated)
+    return whole
+
+
+def match_text(index: FaqIndex, text: str) -> MatchResult:
+    """Rank the FAQ for ``text`` as a whole and decide what to do with the ranking."""
     s = index.settings
     truncated = len(text) > s.max_query_chars
     query = index.document(text)

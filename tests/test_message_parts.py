@@ -1,0 +1,28 @@
+"""Long messages: the sentence that asks is matched on its own, so background (a product named in
+passing, an apology, the situation) neither vetoes the answer nor drowns it."""
+
+from __future__ import annotations
+
+from bot.faq.index import FaqIndex
+from bot.faq.matcher import Outcome, match, question_parts
+
+RAMBLING = ("いつもお世話になっております。現在、弊社ではS/4HANA移行のプロジェクトが佳境で、毎日バタバタしております。"
+            "そんな中で恐縮なのですが、JSUGNETのパスワードを忘れてしまいました。再設定の方法を教えていただけますか。")
+
+
+def test_a_product_named_in_a_background_sentence_does_not_veto_the_answer(jsug_index: FaqIndex) -> None:
+    result = match(jsug_index, RAMBLING)
+    assert result.outcome is Outcome.ANSWER and result.faq_id == "password-reset"
+    assert result.question_part is not None and "s/4hana" not in result.question_part
+
+
+def test_a_product_in_the_question_itself_still_falls_back(jsug_index: FaqIndex) -> None:
+    result = match(jsug_index, "いつもお世話になっております。S/4HANAのパスワードを忘れたので再設定の方法を教えてください。")
+    assert result.outcome is Outcome.FALLBACK
+
+
+def test_short_or_single_sentence_messages_are_matched_whole() -> None:
+    assert question_parts("パスワードを忘れました") == []
+    assert question_parts("パスワードを忘れてしまったので再設定の方法を教えていただきたいのですがよろしいでしょうか") == []
+    parts = question_parts(RAMBLING)
+    assert parts and all("S/4HANA" not in part for part in parts)
