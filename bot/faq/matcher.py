@@ -238,10 +238,12 @@ def question_parts(text: str) -> list[str]:
 
 
 def match(index: FaqIndex, text: str) -> MatchResult:
-    """Rank the FAQ for ``text`` and decide; a long message is also matched by its question
-    sentences (``question_parts``), and the most decisive result wins (an answer over a suggestion
-    over a fallback, then the higher confidence)."""
+    """Rank the FAQ for ``text`` and decide. When that is not an answer, a long message is also
+    matched by its question sentences (``question_parts``: the slow path), and the most decisive
+    result wins (an answer over a suggestion over a fallback, then the higher confidence)."""
     whole = match_text(index, text)
+    if whole.outcome is Outcome.ANSWER:
+        return whole  # the fast path: sure of the whole message, no sentence is matched on its own
     best = whole
     for part in question_parts(text):
         result = match_text(index, part)

@@ -464,6 +464,7 @@ def measure(corpus_name: str, engine: str, data_dir: Path | None, entries: int) 
     for q in warmup:
         call(q)
     latencies: list[int] = []
+    slow: list[bool] = []
     tops: list[list[str]] = []
     loop_started = time.perf_counter_ns()
     for q in queries:
@@ -472,6 +473,7 @@ def measure(corpus_name: str, engine: str, data_dir: Path | None, entries: int) 
         t1 = time.perf_counter_ns()
         latencies.append(t1 - t0)
         tops.append(ranked(result)[:10])
+        slow.append(engine == "matcher" and _took_slow_path(q, result))
     loop_ns = time.perf_counter_ns() - loop_started
     rss_after = _rss_bytes()
     shared_after = _shared_bytes()
@@ -481,7 +483,12 @@ def measure(corpus_name: str, engine: str, data_dir: Path | None, entries: int) 
     hit1 = sum(1 for top, exp in scored if top[:1] and top[0] in exp)
     hit10 = sum(1 for top, exp in scored if set(top) & set(exp))
     ms = sorted(v / 1e6 for v in latencies)
+    fast_ms = sorted(v / 1e6 for v, s in zip(latencies, slow, strict=True) if not s)
+    slow_ms = sorted(v / 1e6 for v, s in zip(latencies, slow, strict=True) if s)
     return {
+        "fast_p99_ms": _percentile(fast_ms, 99) if fast_ms else None,
+        "slow_p99_ms": _percentile(slow_ms, 99) if slow_ms else None,
+        "slow_share": len(slow_ms) / len(ms) if engine == "matcher" else None,
         "corpus": corpus_name,
         "engine": engine,
         "entries": len(corpus.entries),
@@ -513,6 +520,13 @@ def measure(corpus_name: str, engine: str, data_dir: Path | None, entries: int) 
 # --------------------------------------------------------------------------------------------
 # The report (parent process)
 # --------------------------------------------------------------------------------------------
+
+
+def _took_slow_path(query: str, result: Any) -> bool:
+    """Whether ``match`` also matched the message's question sentences (not sure of the whole)."""
+    from bot.faq.matcher import Outcome, question_parts
+
+    return result.outcome is not Outcome.ANSWER and bool(question_parts(query))
 
 
 def _run_child(corpus_name: str, engine: str, data_dir: Path, entries: int, timeout: float) -> dict[str, Any] | None:
@@ -559,6 +573,9 @@ def _table(title: str, notes: list[str], m: dict[str, Any] | None, b: dict[str, 
         ("latency p50 (ms)", "p50_ms", ".3f"),
         ("latency p99 (ms)", "p99_ms", ".3f"),
         ("latency max (ms)", "max_ms", ".3f"),
+        ("  fast path p99 (ms)", "fast_p99_ms", ".3f"),
+        ("  slow path p99 (ms)", "slow_p99_ms", ".3f"),
+        ("  share on the slow path", "slow_share", ".3f"),
         ("queries/s (1 thread)", "qps", ",.0f"),
         ("RSS before build (MB)", "rss_before_mb", ".1f"),
         ("RSS increase of build (MB)", "build_rss_mb", ".1f"),
