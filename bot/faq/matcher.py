@@ -138,9 +138,27 @@ class Scores:
         return start + int(np.argmax(self.by_row[start:end]))
 
 
+def kana_share(text: str) -> float:
+    """The share of a message's letters that are kana (1.0 for 「ぱすわーどわすれた」)."""
+    letters = [ch for ch in text if ch.isalpha()]
+    if not letters:
+        return 0.0
+    return sum("\u3040" <= ch <= "\u30ff" for ch in letters) / len(letters)
+
+
+def view_weights(index: FaqIndex, query: Document) -> dict[str, float]:
+    """The views' weights for this question: a kana-only question (or romaji, read as kana) has no
+    kanji for the word and character views to meet, so its reading counts for more."""
+    s = index.settings
+    boost = max(0.0, (kana_share(query.normalized.text) - 0.6) / 0.4)
+    moved = 0.5 * boost
+    return {"chars": s.weight_chars * (1 - moved), "words": s.weight_words * (1 - moved),
+            "reading": s.weight_reading + moved * (s.weight_chars + s.weight_words)}
+
+
 def score_all(index: FaqIndex, query: Document) -> Scores:
     s = index.settings
-    weights = {"chars": s.weight_chars, "words": s.weight_words, "reading": s.weight_reading}
+    weights = view_weights(index, query)
     per_variant, per_answer, per_centroid = _field_similarities(index, query)
     variant_score = _fuse(per_variant, weights)
     answer_score = _fuse(per_answer, weights)
