@@ -1,5 +1,6 @@
-"""Long messages: the sentence that asks is matched on its own, so background (a product named in
-passing, an apology, the situation) neither vetoes the answer nor drowns it."""
+"""Long messages and what a question asks: the sentence that asks is matched on its own, so background
+(a product named in passing, an apology, the situation) neither vetoes the answer nor drowns it; a
+question for a date or an amount the FAQ does not hold is never answered with a how-to entry."""
 
 from __future__ import annotations
 
@@ -26,3 +27,9 @@ def test_short_or_single_sentence_messages_are_matched_whole() -> None:
     assert question_parts("パスワードを忘れてしまったので再設定の方法を教えていただきたいのですがよろしいでしょうか") == []
     parts = question_parts(RAMBLING)
     assert parts and all("S/4HANA" not in part for part in parts)
+
+
+def test_a_question_for_a_date_the_faq_does_not_hold_is_at_most_suggested(jsug_index: FaqIndex) -> None:
+    result = match(jsug_index, "次回の部会はいつ開催されますか？")
+    assert result.outcome is not Outcome.ANSWER
+    assert match(jsug_index, "部会に参加するにはどうすればいいですか").outcome is not Outcome.FALLBACK

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from bot.text.normalize import Lexicon
+from bot.text.normalize import Lexicon, QuestionType, clean
 
 FAQ_FILE = "faq.yaml"
 LINKS_FILE = "links.yaml"
@@ -25,6 +25,7 @@ FILLERS_FILE = "fillers.yaml"
 OFF_TOPIC_FILE = "out_of_scope.yaml"
 ENGLISH_FILE = "english.yaml"
 POLARITY_FILE = "polarity.yaml"
+QUESTION_TYPES_FILE = "question_types.yaml"
 POLARITIES = ("start", "stop")
 
 LINK_MARKUP = re.compile(r"\[([^\[\]]+)\]\(([^()\s]+)\)")
@@ -217,8 +218,30 @@ def load_lexicon(faq_dir: Path) -> Lexicon:
     english_groups, english_fillers = _load_english(faq_dir / ENGLISH_FILE)
     for canonical, variants in english_groups.items():
         groups[canonical] = groups.get(canonical, []) + variants
-    return Lexicon.from_groups(groups, [*fillers, *english_fillers], [str(t) for t in off_topic],
-                               _load_polarity(faq_dir / POLARITY_FILE))
+    lexicon = Lexicon.from_groups(groups, [*fillers, *english_fillers], [str(t) for t in off_topic],
+                                  _load_polarity(faq_dir / POLARITY_FILE))
+    return replace(lexicon, question_types=_load_question_types(faq_dir / QUESTION_TYPES_FILE))
+
+
+def _load_question_types(path: Path) -> tuple[QuestionType, ...]:
+    """``question_types.yaml``: questions that ask for a date or an amount, and what answers them."""
+    if not path.exists():
+        return ()
+    raw = read_yaml(path) or {}
+    if not isinstance(raw, dict):
+        raise CorpusError(path, "must map each question type to 'asks' and 'answered_by'")
+    types = []
+    for name, spec in raw.items():
+        asks = spec.get("asks") if isinstance(spec, dict) else None
+        patterns = spec.get("answered_by") if isinstance(spec, dict) else None
+        if not (isinstance(asks, list) and asks and isinstance(patterns, list) and patterns):
+            raise CorpusError(path, "needs non-empty lists 'asks' and 'answered_by'", f"'{name}'")
+        try:
+            compiled = tuple(re.compile(str(p)) for p in patterns)
+        except re.error as exc:
+            raise CorpusError(path, f"bad pattern in 'answered_by': {exc}", f"'{name}'") from None
+        types.append(QuestionType(str(name), tuple(clean(str(a)) for a in asks), compiled))
+    return tuple(types)
 
 
 def _load_polarity(path: Path) -> dict[str, list[str]]:

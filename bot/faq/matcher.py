@@ -224,6 +224,13 @@ def features(index: FaqIndex, query: Document, candidates: list[Candidate], top_
 OPPOSITE_PENALTY = 0.4
 
 
+def _asks_what_entry_lacks(index: FaqIndex, normalized: str, faq: int) -> bool:
+    """A question for a date or an amount (``question_types.yaml``) whose entry's answer holds none:
+    the entry is at most suggested (「次回の部会はいつ開催されますか」 is not how to take part)."""
+    answer = index.corpus.entries[faq].answer
+    return any(kind.asked_in(normalized) and not kind.answered_in(answer) for kind in index.corpus.lexicon.question_types)
+
+
 def _keep_polarity(index: FaqIndex, normalized: str, totals: np.ndarray) -> None:
     """Scale down the entries of the opposite polarity: a question to stop the newsletter is never
     answered with how to receive it, nor a cancellation with how to join (``polarity.yaml``)."""
@@ -294,9 +301,10 @@ def match_text(index: FaqIndex, text: str) -> MatchResult:
     suggestions: list[str]
     if off_topic:
         outcome, faq_id, suggestions = Outcome.FALLBACK, None, []
-    elif confidence >= s.answer_threshold and top.score - runner_up >= s.answer_margin:
+    elif (confidence >= s.answer_threshold and top.score - runner_up >= s.answer_margin
+          and not _asks_what_entry_lacks(index, query.normalized.text, int(order[0]))):
         outcome, faq_id, suggestions = Outcome.ANSWER, top.faq_id, []
-    elif relevance >= s.suggest_threshold:
+    elif relevance >= s.suggest_threshold or confidence >= s.answer_threshold:
         outcome, faq_id = Outcome.SUGGEST, None
         floor = top.score * s.suggest_ratio
         suggestions = [c.faq_id for c in candidates[: s.max_suggestions] if c.score >= floor]

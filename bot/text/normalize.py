@@ -128,6 +128,21 @@ class PhraseTable:
 
 
 @dataclass(frozen=True)
+class QuestionType:
+    """A question that asks for a fact (a date, an amount), and the patterns of answers that give it."""
+
+    name: str
+    asks: tuple[str, ...]
+    answered_by: tuple[re.Pattern[str], ...]
+
+    def asked_in(self, normalized: str) -> bool:
+        return any(word in normalized for word in self.asks)
+
+    def answered_in(self, answer: str) -> bool:
+        return any(pattern.search(answer) for pattern in self.answered_by)
+
+
+@dataclass(frozen=True)
 class Lexicon:
     """The synonym dictionary (variant → canonical term) and the filler phrases."""
 
@@ -136,6 +151,7 @@ class Lexicon:
     off_topic: tuple[str, ...] = ()
     polarity_cues: dict[str, str] = field(default_factory=dict)
     """A cue (as it reads after normalisation) → "start" or "stop", longest cues first."""
+    question_types: tuple[QuestionType, ...] = ()
 
     @classmethod
     def from_groups(
