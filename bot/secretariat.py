@@ -26,8 +26,6 @@ from bot.storage.db import guarded
 from bot.storage.models import Conversation, Member, RequestEvent, RequestStatus, SecretariatRequest
 from bot.storage.requests import show_request
 
-MAX_ACTOR_CHARS = 100
-
 
 class UnknownRequestError(LookupError):
     """No request with this id (or none posted at that message)."""
@@ -55,7 +53,7 @@ class Secretariat:
 
     def set_status(self, request_id: int, status: RequestStatus, actor: str, note: str) -> dict[str, Any]:
         """Move a request to ``status`` (recorded with who did it); returns the request as shown."""
-        _check_actor(actor)
+        conversations.check_staff_actor(actor)
         with self._transaction() as session:
             request = self._locked(session, request_id)
             before = request.status
@@ -72,7 +70,7 @@ class Secretariat:
     def reply(self, request_id: int, said: str, actor: str) -> StaffReply:
         """Answer the member of a request: stored in the conversation and the history, mailed to a
         web member. Raises ``UnknownRequestError``, or ``ValueError`` for an empty or huge text."""
-        _check_actor(actor)
+        conversations.check_staff_actor(actor)
         with self._transaction() as session:
             request = self._locked(session, request_id)
             if request.conversation_id is None:
@@ -161,8 +159,3 @@ def _member_address(session: Session, request: SecretariatRequest) -> str | None
         return contact
     conversation = session.get(Conversation, request.conversation_id) if request.conversation_id else None
     return conversation.verified_email if conversation is not None else None
-
-
-def _check_actor(actor: str) -> None:
-    if not actor.startswith("staff:") or len(actor) > MAX_ACTOR_CHARS:
-        raise ValueError("actor must be 'staff:NAME', at most 100 characters")

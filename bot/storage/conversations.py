@@ -22,6 +22,7 @@ from bot.storage.requests import speaker
 
 MAX_STAFF_MESSAGE_CHARS = 4000
 MAX_MESSAGES_READ = 200
+MAX_STAFF_ACTOR_CHARS = 100
 
 
 class UnknownConversationError(LookupError):
@@ -64,6 +65,12 @@ def last_message_id(session: Session, conversation_id: int) -> int:
     return session.scalar(query) or 0
 
 
+def check_staff_actor(actor: str) -> None:
+    """A staff member's name as the audit log and the request history keep it: ``staff:NAME``."""
+    if not actor.startswith("staff:") or len(actor) > MAX_STAFF_ACTOR_CHARS:
+        raise ValueError(f"actor must be 'staff:NAME', at most {MAX_STAFF_ACTOR_CHARS} characters")
+
+
 def append_staff_message(session: Session, conversation_id: int, said: str, actor: str) -> Message:
     """Add a staff member's message to a conversation, in the caller's transaction (audited).
 
@@ -73,8 +80,7 @@ def append_staff_message(session: Session, conversation_id: int, said: str, acto
     said = said.strip()
     if not said or len(said) > MAX_STAFF_MESSAGE_CHARS:
         raise ValueError(f"a staff message must be 1 to {MAX_STAFF_MESSAGE_CHARS} characters")
-    if not actor.startswith("staff:") or len(actor) > 100:
-        raise ValueError("actor must be 'staff:NAME', at most 100 characters")
+    check_staff_actor(actor)
     query = select(Conversation).where(Conversation.id == conversation_id).with_for_update()
     conversation = session.scalars(query).one_or_none()
     if conversation is None:
