@@ -53,6 +53,15 @@ def seeded_db(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
 
 
 @pytest.fixture
+def demo_assistant(database_url: str, seeded_db: sessionmaker[Session], jsug_index: FaqIndex) -> Iterator[Assistant]:
+    """An assistant on the seeded test database, without SMTP or a delivery worker (engine-level tests)."""
+    built = build_assistant(Settings(database_url=database_url, secret_key=TEST_SECRET), faq=jsug_index,
+                            deliver_mail=False)
+    yield built
+    built.close()
+
+
+@pytest.fixture
 def make_web(database_url: str, seeded_db: sessionmaker[Session], jsug_index: FaqIndex) -> Iterator[Callable[..., Web]]:
     """Start apps on the seeded test database: ``make_web(smtp_port=..., deliver_mail=..., **web settings)``."""
     opened: list[tuple[TestClient, Assistant]] = []
