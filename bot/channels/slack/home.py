@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from slack_bolt import Ack, App
+from slack_bolt import App
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.channels.slack.blocks import escape
+from bot.channels.slack.incoming import acknowledge
 from bot.channels.slack.places import reason
 from bot.errors import ServiceUnavailableError
 from bot.messages import message
@@ -20,9 +21,6 @@ log = logging.getLogger("bot.slack")
 
 
 def register(app: App, slack: SlackChannel) -> None:
-    def acknowledge(ack: Ack) -> None:
-        ack()
-
     def on_home_opened(body: dict[str, Any]) -> None:
         try:
             event = body.get("event") or {}

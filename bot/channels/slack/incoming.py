@@ -7,12 +7,19 @@ import html
 import re
 from typing import Any
 
+from slack_bolt import Ack
+
 SPOKEN_SUBTYPES = frozenset({None, "file_share", "thread_broadcast", "me_message"})
 """Message subtypes a person typed; edits (message_changed), deletions, joins, bot posts are not."""
 _USER = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
 _CHANNEL = re.compile(r"<#[A-Z0-9]+\|([^>]*)>")
 _SPECIAL = re.compile(r"<![^>]*>")
 _LINK = re.compile(r"<((?:https?|mailto):[^|>]+)(?:\|([^>]*))?>")
+
+
+def acknowledge(ack: Ack) -> None:
+    """Every listener's ack: Slack hears back at once, the work runs in the lazy listeners."""
+    ack()
 
 
 def plain_text(slack_text: object) -> str:

@@ -8,10 +8,10 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from slack_bolt import Ack, App
+from slack_bolt import App
 
 from bot.channels.slack.blocks import ACTION_PREFIX, SlackMessage, after_click, text_message
-from bot.channels.slack.incoming import has_files_only, is_spoken, plain_text, text_field
+from bot.channels.slack.incoming import acknowledge, has_files_only, is_spoken, plain_text, text_field
 from bot.channels.slack.places import Place
 from bot.channels.slack.secretariat import relay_thread_reply
 from bot.messages import message
@@ -23,9 +23,6 @@ COMMAND = "/jsug"
 
 
 def register(app: App, slack: SlackChannel) -> None:
-    def acknowledge(ack: Ack) -> None:
-        ack()
-
     def on_message(body: dict[str, Any], context: dict[str, Any]) -> None:
         try:
             event = body.get("event") or {}

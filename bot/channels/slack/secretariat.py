@@ -8,10 +8,10 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from slack_bolt import Ack, App
+from slack_bolt import App
 
 from bot.channels.slack.blocks import SlackMessage, button, confirm_dialog, context, escape, text_message
-from bot.channels.slack.incoming import is_spoken, plain_text, text_field, user_id_of
+from bot.channels.slack.incoming import acknowledge, is_spoken, plain_text, text_field, user_id_of
 from bot.channels.slack.places import Place
 from bot.errors import ServiceUnavailableError
 from bot.messages import message
@@ -80,9 +80,6 @@ class Poster:
 
 
 def register(app: App, slack: SlackChannel) -> None:
-    def acknowledge(ack: Ack) -> None:
-        ack()
-
     def on_status(body: dict[str, Any]) -> None:
         pressed = (body.get("actions") or [{}])[0]
         channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
