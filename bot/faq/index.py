@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -26,7 +26,7 @@ from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 from sklearn.preprocessing import normalize
 
 from bot.faq.calibration import Calibration, load_calibration
-from bot.faq.corpus import Corpus, FaqEntry, load_corpus
+from bot.faq.corpus import POLARITIES, Corpus, FaqEntry, load_corpus
 from bot.settings import MatcherSettings
 from bot.text.normalize import Normalized, Normalizer, ascii_words, clean
 from bot.text.tokens import Analysis, Analyzer
@@ -129,6 +129,8 @@ class FaqIndex:
     variant_texts: list[str]
     entry_terms: sparse.csr_matrix
     calibration: Calibration | None = None
+    polar_entries: dict[str, np.ndarray] = field(default_factory=dict)
+    """For "start" and "stop": the positions of the entries marked with that polarity."""
 
     @property
     def size(self) -> int:
@@ -195,6 +197,8 @@ def build_index(
         variant_texts=variant_texts,
         entry_terms=presence["words"],
         calibration=calibration or None,
+        polar_entries={kind: np.array([i for i, e in enumerate(corpus.entries) if e.polarity == kind], dtype=np.intp)
+                       for kind in POLARITIES},
     )
 
 

@@ -235,11 +235,8 @@ def _keep_polarity(index: FaqIndex, normalized: str, totals: np.ndarray) -> None
     """Scale down the entries of the opposite polarity: a question to stop the newsletter is never
     answered with how to receive it, nor a cancellation with how to join (``polarity.yaml``)."""
     wanted = index.corpus.lexicon.polarity(normalized)
-    if wanted is None:
-        return
-    for position, entry in enumerate(index.corpus.entries):
-        if entry.polarity is not None and entry.polarity != wanted:
-            totals[position] *= OPPOSITE_PENALTY
+    if wanted is not None:
+        totals[index.polar_entries["stop" if wanted == "start" else "start"]] *= OPPOSITE_PENALTY
 
 
 _SENTENCE_END = re.compile(r"(?<=[。！？!?\n])")
