@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.errors import ConfigurationError
-from bot.faq.calibration import CALIBRATION_FILE, CalibrationError
+from bot.faq.calibration import CALIBRATION_FILE, SEMANTIC_CALIBRATION_FILE, CalibrationError
 from bot.faq.corpus import FAQ_FILE, LINKS_FILE, CorpusError, load_faq_yaml, load_links, read_text
 from bot.faq.evaluate import evaluate, load_cases
 from bot.faq.index import open_index
@@ -187,9 +187,14 @@ def cmd_faq_calibrate(args: argparse.Namespace, settings: Settings) -> int:
     from bot.faq.train import calibrate
 
     sets = [(Path(corpus), Path(questions)) for corpus, questions in args.set]
-    calibration = calibrate(settings, sets)
-    calibration.save(args.output)
-    print(f"{args.output}: calibration fitted on {', '.join(calibration.trained_on)}")
+    lexical, semantic = calibrate(settings, sets)
+    lexical.save(args.output)
+    print(f"{args.output}: calibration fitted on {', '.join(lexical.trained_on)}")
+    if semantic is None:
+        print("the semantic model did not load here: its calibration was not refitted", file=sys.stderr)
+        return 0
+    semantic.save(args.semantic_output)
+    print(f"{args.semantic_output}: the semantic calibration, fitted on the same sets")
     return 0
 
 
@@ -488,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a corpus and a JSON Lines question file for it; repeat for several corpora",
     )
     cal.add_argument("--output", type=Path, default=CALIBRATION_FILE)
+    cal.add_argument("--semantic-output", type=Path, default=SEMANTIC_CALIBRATION_FILE)
     cal.set_defaults(run=cmd_faq_calibrate)
     return parser
 

@@ -21,6 +21,9 @@ class MatcherSettings(BaseModel):
     ``suggest_threshold`` to the calibrated probability that the question is in scope (see
     ``bot/faq/calibration.py``); ``answer_margin`` to the raw fused score's lead over the runner-up;
     ``suggest_ratio``: a suggestion must score at least this share of the best one.
+    ``semantic`` turns the semantic view of the slow path on (``bot/faq/semantic.py``);
+    ``weight_semantic`` is its score's weight added to the lexical score there, and
+    ``semantic_answer_threshold`` the answer threshold of a decision that read it.
     """
 
     answer_threshold: float = Field(0.85, ge=0.0, le=1.0)
@@ -37,6 +40,9 @@ class MatcherSettings(BaseModel):
     fuzzy_floor: float = Field(0.80, ge=0.0, le=1.0)
     shortlist: int = Field(50, ge=3)
     max_query_chars: int = Field(2000, ge=10)
+    semantic: bool = True
+    weight_semantic: float = Field(1.0, ge=0.0)
+    semantic_answer_threshold: float = Field(0.85, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _thresholds_ordered(self) -> "MatcherSettings":
@@ -104,6 +110,8 @@ class Settings(BaseSettings):
 
     faq_dir: Path = REPO_ROOT / "faq_data"
     intents_dir: Path = REPO_ROOT / "intents"
+    cache_dir: Path = REPO_ROOT / ".cache"
+    """Derived files that are safe to delete (the corpus's embeddings)."""
     database_url: str = Field(
         f"sqlite:///{REPO_ROOT / 'jsug.sqlite3'}", validation_alias=AliasChoices("DATABASE_URL", "JSUG_DATABASE_URL")
     )

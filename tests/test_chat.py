@@ -68,7 +68,7 @@ def vague_question() -> tuple[str, list[str]]:
 def test_chat_answers_suggests_takes_a_number_and_says_goodbye(tmp_path, corpus, vague_question):
     assert decide(ANSWERING_QUESTION)["faq_id"] == "password-reset"
     vague, suggestions = vague_question
-    out_of_range = len(suggestions) + 1
+    out_of_range = len(suggestions) + 2  # the suggestions, then 事務局に問い合わせる
     stdin = "\n".join([ANSWERING_QUESTION, vague, str(out_of_range), "1", "", "終了"]) + "\n"
 
     proc = chat(stdin, tmp_path)
@@ -90,9 +90,10 @@ def test_chat_answers_suggests_takes_a_number_and_says_goodbye(tmp_path, corpus,
     for number, faq_id in enumerate(suggestions, start=1):
         assert message("suggest_item", number=number, question=corpus.get(faq_id).question) in out
     listed_at = out.index(message("suggest_intro"))
+    assert f"{len(suggestions) + 1}. {message('to_secretariat_button')}" in out[listed_at:]
 
     # An out-of-range number is refused (numbers refer to the latest list).
-    refused_at = out.index(message("unknown_choice", count=len(suggestions)), listed_at)
+    refused_at = out.index(message("unknown_choice", count=len(suggestions) + 1), listed_at)
 
     # "1" picks the first suggestion and shows its answer, after the list.
     chosen = corpus.get(suggestions[0])

@@ -280,11 +280,13 @@ def test_an_answer_with_a_self_service_action_offers_a_button_to_start_it(
 def test_a_vague_question_gets_suggestions_and_picking_one_shows_its_answer(chat: Chat) -> None:
     replies = chat.say("変更したい")
 
-    assert replies.kinds == ["suggestions"]
+    assert replies.kinds == ["suggestions", "buttons"]
     suggestions = replies[0]
     assert suggestions.text == message("suggestions_intro")
     assert len(suggestions.items) >= 2
     assert all(set(item) == {"faq_id", "question"} for item in suggestions.items)
+    assert replies[1].text == message("suggestions_none_fit")  # a guess keeps the way to a person open
+    assert [b.action for b in replies[1].buttons] == ["start:secretariat_request"]
 
     picked = suggestions.items[1]
     shown = chat.press(f"faq:{picked['faq_id']}")
@@ -1036,7 +1038,7 @@ def test_chat_script_prints_each_turn_as_one_json_line(
     turns = [json.loads(line) for line in captured.out.splitlines()]
     assert [turn["in"] for turn in turns] == lines
     kinds = [[reply["kind"] for reply in turn["replies"]] for turn in turns]
-    assert kinds == [["text"], ["answer", "buttons"], ["suggestions"], ["answer", "buttons"], ["text", "buttons"],
+    assert kinds == [["text"], ["answer", "buttons"], ["suggestions", "buttons"], ["answer", "buttons"], ["text", "buttons"],
                      ["buttons"], ["text"]]
     assert turns[0]["replies"] == [{"kind": "text", "text": message("greeting")}]
     assert turns[1]["replies"][0]["faq_id"] == "password-reset"

@@ -75,7 +75,6 @@ def render_replies(replies: list[Reply]) -> tuple[str, list[str]]:
             for item in reply.items:
                 choices.append(f"faq:{item['faq_id']}")
                 lines.append(message("suggest_item", number=len(choices), question=item["question"]))
-            lines.append(message("suggest_none_fit"))
         elif reply.kind == "buttons":
             lines.append(reply.text)
             for button in reply.buttons:

