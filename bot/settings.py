@@ -21,6 +21,8 @@ class MatcherSettings(BaseModel):
     ``suggest_threshold`` to the calibrated probability that the question is in scope (see
     ``bot/faq/calibration.py``); ``answer_margin`` to the raw fused score's lead over the runner-up;
     ``suggest_ratio``: a suggestion must score at least this share of the best one.
+    ``answer_floor``: the best FAQ's lexical score below which nothing is answered, however sure
+    the calibration is (a question with almost no word of the FAQ is at most a suggestion).
     ``semantic`` turns the semantic view of the slow path on (``bot/faq/semantic.py``);
     ``weight_semantic`` is its score's weight added to the lexical score there, and
     ``semantic_answer_threshold`` the answer threshold of a decision that read it.
@@ -29,6 +31,7 @@ class MatcherSettings(BaseModel):
     answer_threshold: float = Field(0.85, ge=0.0, le=1.0)
     suggest_threshold: float = Field(0.85, ge=0.0, le=1.0)
     answer_margin: float = Field(0.02, ge=0.0, le=1.0)
+    answer_floor: float = Field(0.05, ge=0.0, le=1.0)
     max_suggestions: int = Field(3, ge=1, le=10)
     suggest_ratio: float = Field(0.6, ge=0.0, le=1.0)
     weight_chars: float = Field(0.35, ge=0.0)
@@ -42,6 +45,7 @@ class MatcherSettings(BaseModel):
     max_query_chars: int = Field(2000, ge=10)
     semantic: bool = True
     weight_semantic: float = Field(1.0, ge=0.0)
+    weight_semantic_english: float = Field(4.0, ge=0.0)
     semantic_answer_threshold: float = Field(0.85, ge=0.0, le=1.0)
 
     @model_validator(mode="after")

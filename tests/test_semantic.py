@@ -3,6 +3,8 @@ that keeps working where the model cannot load."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import sys
 import threading
@@ -12,6 +14,7 @@ import numpy as np
 import pytest
 
 from bot.faq.corpus import load_corpus
+from bot.faq.evaluate import evaluate, load_cases
 from bot.faq.index import FaqIndex, build_index, open_index
 from bot.faq.matcher import Outcome, match
 from bot.faq.semantic import Encoder, load_encoder
@@ -19,6 +22,7 @@ from bot.settings import MatcherSettings, Settings
 from bot.text.tokens import Analyzer
 
 DATA = Path(__file__).parent / "data"
+WRONG_ANSWER_TARGET = 0.02
 
 
 class CountingEncoder:
@@ -190,3 +194,68 @@ def test_garbage_reaches_the_model_without_breaking_it(small_index: FaqIndex, ga
     result = match(small_index, garbage)
     assert result.outcome in (Outcome.ANSWER, Outcome.SUGGEST, Outcome.FALLBACK)
     assert np.isfinite(result.score)
+
+
+# --- the shipped matcher (semantic view on the slow path) on the question sets
+
+
+def _report(index: FaqIndex, name: str) -> dict:
+    return evaluate(index, load_cases(DATA / name))["metrics"]
+
+
+@pytest.fixture(scope="module")
+def dev_reports(jsug_semantic_index: FaqIndex, jsug_index: FaqIndex) -> tuple[dict, dict]:
+    return _report(jsug_semantic_index, "dev_questions.jsonl"), _report(jsug_index, "dev_questions.jsonl")
+
+
+def test_the_semantic_view_answers_more_dev_questions_and_keeps_the_targets(dev_reports: tuple[dict, dict]) -> None:
+    shipped, lexical = dev_reports
+    assert shipped["in_scope_answered_correctly"] > lexical["in_scope_answered_correctly"]
+    assert shipped["top1_accuracy"] >= lexical["top1_accuracy"]
+    assert shipped["wrong_answer_rate"] <= WRONG_ANSWER_TARGET
+    assert shipped["out_of_scope_fallback"] >= 0.95
+
+
+def test_unseen_questions_keep_the_wrong_answer_and_fallback_targets(jsug_semantic_index: FaqIndex) -> None:
+    holdout = _report(jsug_semantic_index, "holdout_questions.jsonl")
+    assert holdout["wrong_answer_rate"] <= WRONG_ANSWER_TARGET
+    assert holdout["out_of_scope_fallback"] >= 0.95
+    assert holdout["in_scope_answered_correctly"] >= 0.70
+    assert holdout["top3_recall"] >= 0.97
+
+
+def test_hard_development_messages_are_answered_without_more_wrong_answers(jsug_semantic_index: FaqIndex) -> None:
+    hard = _report(jsug_semantic_index, "hard_dev.jsonl")
+    assert hard["wrong_answer_rate"] <= WRONG_ANSWER_TARGET
+    assert hard["in_scope_answered_correctly"] >= 0.78
+    assert hard["top1_accuracy"] >= 0.97
+
+
+def test_opposite_intents_are_not_confused_on_the_slow_path_either(jsug_semantic_index: FaqIndex) -> None:
+    index = jsug_semantic_index
+    polar = {entry.id for entry in index.corpus.entries if entry.polarity}
+    pairs = [json.loads(line) for line in (DATA / "opposite_intents.jsonl").read_text(encoding="utf-8").splitlines()]
+    cases = [case for case in pairs if case["expected"][0] in polar and case["opposite_of"] in polar]
+    confused = [case["query"] for case in cases
+                if (result := match(index, case["query"])).outcome is Outcome.ANSWER
+                and result.faq_id == case["opposite_of"]]
+    assert len(cases) >= 40 and confused == []
+
+
+class SureOfEverything:
+    """A calibration fooled into full confidence, to show what the floor alone prevents."""
+
+    def probabilities(self, signals: object) -> tuple[float, float]:
+        return 0.99, 0.99
+
+
+# Shares a character n-gram or two with an FAQ (郵便 … DM), nothing more.
+FAINT_OVERLAP = "郵便局で切手を買った帰りに本屋で雑誌を立ち読みしました"
+
+
+@pytest.mark.parametrize("text", [FAINT_OVERLAP])
+def test_a_message_with_almost_no_word_of_the_faq_is_never_answered(jsug_index: FaqIndex, text: str) -> None:
+    fooled = dataclasses.replace(jsug_index, calibration=SureOfEverything())  # type: ignore[arg-type]
+    no_floor = dataclasses.replace(fooled, settings=fooled.settings.model_copy(update={"answer_floor": 0.0}))
+    assert match(no_floor, text).outcome is Outcome.ANSWER  # what the floor alone prevents
+    assert match(fooled, text).outcome is not Outcome.ANSWER

@@ -17,6 +17,7 @@ from rapidfuzz import fuzz
 from rapidfuzz.process import cdist
 
 from bot.faq.index import FIELDS, Document, FaqIndex
+from bot.text.normalize import is_english
 
 
 class Outcome(str, Enum):
@@ -61,6 +62,8 @@ class MatchResult:
     top_faq: int = -1
     question_part: str | None = None
     """The sentence of a long message the decision was made on (None: the whole message)."""
+    slow_path: bool = False
+    """Whether the lexical views were unsure and the message was matched again (semantic view, sentences)."""
 
     @property
     def ranked(self) -> list[str]:
@@ -79,6 +82,7 @@ class MatchResult:
             "off_topic_terms": self.off_topic_terms,
             "normalized": self.normalized,
             "question_part": self.question_part,
+            "slow_path": self.slow_path,
             "truncated": self.truncated,
             "candidates": [c.as_dict() for c in self.candidates],
         }
@@ -132,6 +136,8 @@ class Scores:
     answer: np.ndarray
     centroid: np.ndarray
     semantic: np.ndarray | None = None
+    lexical: np.ndarray | None = None
+    """``total`` before the semantic score was added."""
 
     def best_row(self, index: FaqIndex, faq: int) -> int:
         start = int(index.variant_starts[faq])
@@ -157,7 +163,15 @@ def view_weights(index: FaqIndex, query: Document) -> dict[str, float]:
             "reading": s.weight_reading + moved * (s.weight_chars + s.weight_words)}
 
 
-def score_all(index: FaqIndex, query: Document, semantic: np.ndarray | None = None) -> Scores:
+def semantic_weight(index: FaqIndex, text: str) -> float:
+    """The semantic view's weight for this message: an English one meets the Japanese corpus only
+    through the glossary's words, so the multilingual model's judgement counts for more."""
+    s = index.settings
+    return s.weight_semantic_english if is_english(text) else s.weight_semantic
+
+
+def score_all(index: FaqIndex, query: Document, semantic: np.ndarray | None = None,
+              semantic_weight: float = 1.0) -> Scores:
     """The lexical score of every FAQ, plus the weighted ``semantic`` score when it is given."""
     s = index.settings
     weights = view_weights(index, query)
@@ -177,10 +191,9 @@ def score_all(index: FaqIndex, query: Document, semantic: np.ndarray | None = No
     variant_score = np.maximum(variant_score, fuzzy)
 
     best = np.maximum.reduceat(variant_score, index.variant_starts)
-    total = phrasing_weight * best + entry_score
-    if semantic is not None:
-        total = total + s.weight_semantic * semantic
-    return Scores(total, variant_score, per_variant, answer_score, centroid_score, semantic)
+    lexical = phrasing_weight * best + entry_score
+    total = lexical if semantic is None else lexical + semantic_weight * semantic
+    return Scores(total, variant_score, per_variant, answer_score, centroid_score, semantic, lexical.copy())
 
 
 def _top(values: np.ndarray, k: int) -> np.ndarray:
@@ -249,6 +262,14 @@ def _probabilities(index: FaqIndex, query: Document, candidates: list[Candidate]
 OPPOSITE_PENALTY = 0.4
 
 
+def _clears_floor(index: FaqIndex, text: str, scores: Scores, faq: int) -> bool:
+    """Whether the best FAQ shares enough of the question's words to be answered at all. An English
+    question meets the Japanese FAQ only through the glossary, so there the semantic view's
+    judgement (in the calibration) stands in for the overlap."""
+    lexical = scores.lexical if scores.lexical is not None else scores.total
+    return float(lexical[faq]) >= index.settings.answer_floor or is_english(text)
+
+
 def _asks_what_entry_lacks(index: FaqIndex, normalized: str, faq: int) -> bool:
     """A question for a date or an amount (``question_types.yaml``) whose entry's answer holds none:
     the entry is at most suggested (「次回の部会はいつ開催されますか」 is not how to take part)."""
@@ -295,10 +316,11 @@ def match(index: FaqIndex, text: str) -> MatchResult:
     results = [_with_semantic(index, text, whole)]
     for part in question_parts(text):
         results.append(_with_semantic(index, part, match_text(index, part)))
+    slow = index.semantic is not None or len(results) > 1
     best = max(results, key=lambda r: (_RANK[r.outcome], r.score))
     if best is not results[0]:
-        return replace(best, question_part=best.normalized, truncated=whole.truncated)
-    return results[0]
+        return replace(best, question_part=best.normalized, truncated=whole.truncated, slow_path=slow)
+    return replace(results[0], slow_path=slow)
 
 
 SEMANTIC_MAX_CHARS = 400
@@ -306,10 +328,23 @@ SEMANTIC_MAX_CHARS = 400
 and the model's time grows with the length."""
 
 
-def _with_semantic(index: FaqIndex, text: str, lexical: MatchResult) -> MatchResult:
+def _semantic_text(text: str, lexical: MatchResult) -> str:
+    """What the model reads: the message as written, except romaji (「pasuwaado wo wasureta」),
+    which it reads far better as the kana the normaliser made of it."""
+    romaji = kana_share(text) < 0.2 and kana_share(lexical.normalized) > 0.6
+    return (lexical.normalized if romaji else text)[:SEMANTIC_MAX_CHARS]
+
+
+def semantic_scores(index: FaqIndex, text: str, lexical: MatchResult) -> np.ndarray | None:
+    """The semantic view's score of every FAQ for ``text`` (None without the view or a question)."""
     if index.semantic is None or not lexical.candidates:
-        return lexical
-    return match_text(index, text, index.semantic.scores(text[:SEMANTIC_MAX_CHARS]))
+        return None
+    return index.semantic.scores(_semantic_text(text, lexical))
+
+
+def _with_semantic(index: FaqIndex, text: str, lexical: MatchResult) -> MatchResult:
+    semantic = semantic_scores(index, text, lexical)
+    return lexical if semantic is None else match_text(index, text, semantic)
 
 
 def match_text(index: FaqIndex, text: str, semantic: np.ndarray | None = None) -> MatchResult:
@@ -320,7 +355,7 @@ def match_text(index: FaqIndex, text: str, semantic: np.ndarray | None = None) -
     if not query.analysis.words and len(query.normalized.chars) < 2:
         return MatchResult(Outcome.FALLBACK, None, 0.0, [], [], [], normalized=query.normalized.text, truncated=truncated)
 
-    scores = score_all(index, query, semantic)
+    scores = score_all(index, query, semantic, semantic_weight(index, text))
     _keep_polarity(index, query.normalized.text, scores.total)
     order = _top(scores.total, 10)
     candidates = [_candidate(index, scores, int(i)) for i in order]
@@ -333,6 +368,7 @@ def match_text(index: FaqIndex, text: str, semantic: np.ndarray | None = None) -
     if off_topic:
         outcome, faq_id, suggestions = Outcome.FALLBACK, None, []
     elif (confidence >= threshold and top.score - runner_up >= s.answer_margin
+          and _clears_floor(index, text, scores, int(order[0]))
           and not _asks_what_entry_lacks(index, query.normalized.text, int(order[0]))):
         outcome, faq_id, suggestions = Outcome.ANSWER, top.faq_id, []
     elif relevance >= s.suggest_threshold or confidence >= threshold:

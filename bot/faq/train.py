@@ -19,7 +19,15 @@ from bot.faq.calibration import SEMANTIC_FEATURES, Calibration, fit
 from bot.faq.corpus import load_corpus
 from bot.faq.evaluate import EvalCase, load_cases
 from bot.faq.index import FaqIndex, build_index
-from bot.faq.matcher import MatchResult, features, match, match_text, question_parts, semantic_features
+from bot.faq.matcher import (
+    MatchResult,
+    features,
+    match,
+    match_text,
+    question_parts,
+    semantic_features,
+    semantic_scores,
+)
 from bot.faq.semantic import Encoder, load_encoder
 from bot.settings import Settings
 from bot.text.tokens import Analyzer
@@ -45,9 +53,10 @@ class Rows:
 
 def _semantic_rows(index: FaqIndex, case: EvalCase, rows: Rows) -> None:
     """The slow path's rows: the whole message and each question sentence, with semantic scores."""
-    assert index.semantic is not None
     for text in (case.query, *question_parts(case.query)):
-        semantic = index.semantic.scores(text)
+        semantic = semantic_scores(index, text, match_text(index, text))
+        if semantic is None:
+            continue
         result = match_text(index, text, semantic)
         if result.candidates and result.query is not None:
             row = features(index, result.query, result.candidates, result.top_faq)
