@@ -25,7 +25,9 @@ class MatcherSettings(BaseModel):
     the calibration is (a question with almost no word of the FAQ is at most a suggestion).
     ``semantic`` turns the semantic view of the slow path on (``bot/faq/semantic.py``);
     ``weight_semantic`` is its score's weight added to the lexical score there, and
-    ``semantic_answer_threshold`` the answer threshold of a decision that read it.
+    ``semantic_answer_threshold`` the answer threshold of a decision that read it;
+    ``semantic_wait_seconds``: how long a question waits for the model when another is using it
+    before it is decided on the lexical views alone.
     """
 
     answer_threshold: float = Field(0.85, ge=0.0, le=1.0)
@@ -47,6 +49,7 @@ class MatcherSettings(BaseModel):
     weight_semantic: float = Field(1.0, ge=0.0)
     weight_semantic_english: float = Field(4.0, ge=0.0)
     semantic_answer_threshold: float = Field(0.85, ge=0.0, le=1.0)
+    semantic_wait_seconds: float = Field(0.05, ge=0.0)
 
     @model_validator(mode="after")
     def _thresholds_ordered(self) -> "MatcherSettings":

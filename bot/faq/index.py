@@ -198,7 +198,7 @@ def build_index(
     semantic = None
     if encoder is not None:
         passages = [f"{entry.question}\n{answer}" for entry, answer in zip(corpus.entries, answer_texts, strict=True)]
-        semantic = build_semantic(encoder, variant_texts, passages, starts, cache_dir)
+        semantic = build_semantic(encoder, variant_texts, passages, starts, cache_dir, settings.semantic_wait_seconds)
     return FaqIndex(
         corpus=corpus,
         settings=settings,

@@ -54,31 +54,49 @@ def load_encoder() -> Encoder | None:
 
 @dataclass
 class SemanticView:
-    """Embeddings of every phrasing and answer of one corpus, and the questions' similarity to them."""
+    """Embeddings of every phrasing and answer of one corpus, and the questions' similarity to them.
+
+    The model runs one question at a time. A question that would wait longer than ``wait_seconds``
+    for it gets no semantic score (the matcher decides on the lexical views, as without the model):
+    under a burst of new questions the assistant stays fast instead of queueing behind the model.
+    """
 
     encoder: Encoder
     phrasings: np.ndarray
     answers: np.ndarray
     variant_starts: np.ndarray
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    wait_seconds: float = 0.05
+    skipped: int = 0
+    """Questions that got no semantic score because the model was busy (for the benchmark and logs)."""
+    _model: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _cache: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _queries: OrderedDict[str, np.ndarray] = field(default_factory=OrderedDict, repr=False)
 
-    def query_vector(self, text: str) -> np.ndarray:
+    def query_vector(self, text: str) -> np.ndarray | None:
         """The question's embedding; repeated questions (「パスワードを忘れました」) come from memory."""
-        with self._lock:
+        with self._cache:
             vector = self._queries.get(text)
-            if vector is None:
-                vector = np.asarray(self.encoder.query([text]), dtype=np.float32)[0]
-                self._queries[text] = vector
-                if len(self._queries) > QUERY_CACHE_SIZE:
-                    self._queries.popitem(last=False)
-            else:
+            if vector is not None:
                 self._queries.move_to_end(text)
-            return vector
+                return vector
+        if not self._model.acquire(timeout=self.wait_seconds):
+            self.skipped += 1
+            return None
+        try:
+            vector = np.asarray(self.encoder.query([text]), dtype=np.float32)[0]
+        finally:
+            self._model.release()
+        with self._cache:
+            self._queries[text] = vector
+            if len(self._queries) > QUERY_CACHE_SIZE:
+                self._queries.popitem(last=False)
+        return vector
 
-    def scores(self, text: str) -> np.ndarray:
-        """Per FAQ: the best phrasing's cosine similarity and the answer's, averaged."""
+    def scores(self, text: str) -> np.ndarray | None:
+        """Per FAQ: the best phrasing's cosine similarity and the answer's, averaged (None: model busy)."""
         vector = self.query_vector(text)
+        if vector is None:
+            return None
         best_phrasing = np.maximum.reduceat(self.phrasings @ vector, self.variant_starts)
         return (best_phrasing + self.answers @ vector) / 2
 
@@ -93,7 +111,7 @@ def corpus_key(phrasings: Sequence[str], answers: Sequence[str]) -> str:
 
 def build_semantic(
     encoder: Encoder, phrasings: Sequence[str], answers: Sequence[str], variant_starts: np.ndarray,
-    cache_dir: Path | None,
+    cache_dir: Path | None, wait_seconds: float = 0.05,
 ) -> SemanticView:
     """Embed the corpus, or read the embeddings cached for exactly these texts."""
     key = corpus_key(phrasings, answers)
@@ -102,7 +120,7 @@ def build_semantic(
         cached = (np.asarray(encoder.query(list(phrasings)), dtype=np.float32),
                   np.asarray(encoder.passage(list(answers)), dtype=np.float32))
         _write_cache(cache_dir, key, *cached)
-    return SemanticView(encoder, cached[0], cached[1], variant_starts)
+    return SemanticView(encoder, cached[0], cached[1], variant_starts, wait_seconds)
 
 
 def _cache_file(cache_dir: Path, key: str) -> Path:
