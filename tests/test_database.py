@@ -16,8 +16,8 @@ def test_migrations_create_every_table(engine: Engine) -> None:
             "feedback", "audit_log", "outbox"} <= tables
 
 
-def test_db_upgrade_command_migrates_the_configured_database(database_url: str, monkeypatch, capsys) -> None:
-    monkeypatch.setenv("DATABASE_URL", database_url)
+def test_db_upgrade_command_migrates_the_configured_database(empty_database_url: str, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("DATABASE_URL", empty_database_url)
     assert main(["db", "upgrade"]) == 0
     assert main(["db", "upgrade"]) == 0  # a second run is a no-op
     assert "up to date" in capsys.readouterr().out

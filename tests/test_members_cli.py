@@ -291,8 +291,8 @@ def test_show_an_unknown_address(db: Engine, capsys) -> None:
 
 @pytest.mark.parametrize("argv", [["db", "seed-demo"], ["members", "show", "a@example.com"],
                                   ["members", "import", "members.csv"]], ids=["seed-demo", "show", "import"])
-def test_a_database_not_migrated_says_to_run_db_upgrade(database_url: str, monkeypatch, capsys, argv) -> None:
-    monkeypatch.setenv("DATABASE_URL", database_url)  # an empty database: no schema yet
+def test_a_database_not_migrated_says_to_run_db_upgrade(empty_database_url: str, monkeypatch, capsys, argv) -> None:
+    monkeypatch.setenv("DATABASE_URL", empty_database_url)  # an empty database: no schema yet
     code, out, err = run(capsys, *argv)
     assert code == 2 and out == ""
     assert "jsug-bot db upgrade" in err
