@@ -324,8 +324,8 @@ def match(index: FaqIndex, text: str) -> MatchResult:
 
 
 SEMANTIC_MAX_CHARS = 400
-"""The part of a message the model reads: the question of a longer one is in its first sentences,
-and the model's time grows with the length."""
+"""How much of a message the model reads: its time grows with the length, and the question
+sentences of a longer message are read on their own anyway (``question_parts``)."""
 
 
 def _semantic_text(text: str, lexical: MatchResult) -> str:
