@@ -277,12 +277,11 @@ class Engine:
         if result.outcome is Outcome.ANSWER and result.faq_id:
             return {}, replies + self._answer(result.faq_id) + note
         if result.outcome is Outcome.SUGGEST:  # a guess, so the way to a person stays one tap away
-            other = buttons(message("suggestions_none_fit"), (message("to_secretariat_button"), f"{START}secretariat_request"))
-            return {"last_question": said}, replies + [self._suggestions(result.suggestions), other] + note
+            return {"last_question": said}, replies + [self._suggestions(result.suggestions),
+                                                       _to_secretariat("suggestions_none_fit")] + note
         if not said.strip():
             return {}, replies + [_text("empty_question")]
-        offer = buttons(message("fallback_offer"), (message("to_secretariat_button"), f"{START}secretariat_request"))
-        return {"last_question": said}, replies + [offer]
+        return {"last_question": said}, replies + [_to_secretariat("fallback_offer")]
 
     def _start(self, ctx: FlowContext, name: str, slots: dict[str, Any], replies: list[Reply]) -> Next:
         ctx.private = True
@@ -469,3 +468,8 @@ def _collect_mail(queued: list[OutboxMail]) -> Callable[[Session, object], None]
 
 def _text(key: str, **values: object) -> Reply:
     return text(message(key, **values))
+
+
+def _to_secretariat(key: str) -> Reply:
+    """The message ``key`` with the button that hands the member's last question to the secretariat."""
+    return buttons(message(key), (message("to_secretariat_button"), f"{START}secretariat_request"))

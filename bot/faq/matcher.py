@@ -135,9 +135,9 @@ class Scores:
     row_parts: dict[str, np.ndarray]
     answer: np.ndarray
     centroid: np.ndarray
+    lexical: np.ndarray
+    """``total`` before the semantic score and the polarity rule were applied to it."""
     semantic: np.ndarray | None = None
-    lexical: np.ndarray | None = None
-    """``total`` before the semantic score was added."""
 
     def best_row(self, index: FaqIndex, faq: int) -> int:
         start = int(index.variant_starts[faq])
@@ -193,7 +193,7 @@ def score_all(index: FaqIndex, query: Document, semantic: np.ndarray | None = No
     best = np.maximum.reduceat(variant_score, index.variant_starts)
     lexical = phrasing_weight * best + entry_score
     total = lexical if semantic is None else lexical + semantic_weight * semantic
-    return Scores(total, variant_score, per_variant, answer_score, centroid_score, semantic, lexical.copy())
+    return Scores(total, variant_score, per_variant, answer_score, centroid_score, lexical.copy(), semantic)
 
 
 def _top(values: np.ndarray, k: int) -> np.ndarray:
@@ -266,8 +266,7 @@ def _clears_floor(index: FaqIndex, text: str, scores: Scores, faq: int) -> bool:
     """Whether the best FAQ shares enough of the question's words to be answered at all. An English
     question meets the Japanese FAQ only through the glossary, so there the semantic view's
     judgement (in the calibration) stands in for the overlap."""
-    lexical = scores.lexical if scores.lexical is not None else scores.total
-    return float(lexical[faq]) >= index.settings.answer_floor or is_english(text)
+    return float(scores.lexical[faq]) >= index.settings.answer_floor or is_english(text)
 
 
 def _asks_what_entry_lacks(index: FaqIndex, normalized: str, faq: int) -> bool:

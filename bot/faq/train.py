@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.faq.calibration import SEMANTIC_FEATURES, Calibration, fit
+from bot.faq.calibration import FEATURES, SEMANTIC_FEATURES, Calibration, fit
 from bot.faq.corpus import load_corpus
 from bot.faq.evaluate import EvalCase, load_cases
 from bot.faq.index import FaqIndex, build_index
@@ -46,9 +46,9 @@ class Rows:
         self.correct.append(int(result.ranked[0] in case.expected))
         self.relevant.append(int(any(faq_id in case.expected for faq_id in result.ranked[:3])))
 
-    def fit(self, trained_on: list[str], names: tuple[str, ...] | None = None) -> Calibration:
+    def fit(self, trained_on: list[str], features: tuple[str, ...] = FEATURES) -> Calibration:
         arrays = np.asarray(self.rows), np.asarray(self.correct), np.asarray(self.relevant)
-        return fit(*arrays, trained_on, names) if names else fit(*arrays, trained_on)
+        return fit(*arrays, trained_on, features)
 
 
 def _semantic_rows(index: FaqIndex, case: EvalCase, rows: Rows) -> None:
@@ -72,9 +72,9 @@ def training_rows(
     lexical, semantic = Rows([], [], []), (Rows([], [], []) if encoder else None)
     for corpus_path, questions in sets:
         corpus = load_corpus(corpus_path, settings.faq_dir)
-        index = build_index(corpus, settings.matcher, analyzer, calibration=None, encoder=encoder,
-                            cache_dir=settings.cache_dir)
         lexical_index = build_index(corpus, settings.matcher, analyzer, calibration=None)
+        index = lexical_index if encoder is None else build_index(
+            corpus, settings.matcher, analyzer, calibration=None, encoder=encoder, cache_dir=settings.cache_dir)
         for case in load_cases(questions, {e.id for e in index.corpus.entries}):
             result = match(lexical_index, case.query)
             if result.candidates and result.query is not None:
