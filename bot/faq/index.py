@@ -125,8 +125,9 @@ class FaqIndex:
     spaces: dict[str, FieldSpace]
     variant_faq: np.ndarray
     variant_starts: np.ndarray
-    variant_chars: list[str]
-    variant_readings: list[str]
+    variant_chars: np.ndarray
+    """The folded text of every phrasing row (an object array, so a shortlist is one fancy index)."""
+    variant_readings: np.ndarray
     variant_texts: list[str]
     entry_terms: sparse.csr_matrix
     calibration: Calibration | None = None
@@ -207,8 +208,8 @@ def build_index(
         spaces=spaces,
         variant_faq=faq_of,
         variant_starts=starts,
-        variant_chars=[d.normalized.chars for d in variants],
-        variant_readings=[d.analysis.reading for d in variants],
+        variant_chars=np.array([d.normalized.chars for d in variants], dtype=object),
+        variant_readings=np.array([d.analysis.reading for d in variants], dtype=object),
         variant_texts=variant_texts,
         entry_terms=presence["words"],
         calibration=calibration or None,

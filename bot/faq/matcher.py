@@ -118,8 +118,8 @@ def _fuzzy(index: FaqIndex, query: Document, rows: np.ndarray) -> np.ndarray:
     scores = np.zeros(len(rows), dtype=np.float32)
     if not (2 <= len(query.normalized.chars) <= settings.fuzzy_max_length) or not len(rows):
         return scores
-    chars = [index.variant_chars[int(r)] for r in rows]
-    readings = [index.variant_readings[int(r)] for r in rows]
+    chars = index.variant_chars[rows].tolist()
+    readings = index.variant_readings[rows].tolist()
     by_chars = cdist([query.normalized.chars], chars, scorer=fuzz.ratio, dtype=np.float32)[0]
     by_reading = cdist([query.analysis.reading], readings, scorer=fuzz.ratio, dtype=np.float32)[0]
     scores = np.maximum(by_chars, by_reading) / 100.0
@@ -184,7 +184,9 @@ def score_all(index: FaqIndex, query: Document, semantic: np.ndarray | None = No
 
     best = np.maximum.reduceat(variant_score, index.variant_starts)
     shortlist = np.argsort(-(phrasing_weight * best + entry_score))[: s.shortlist]
-    rows = np.flatnonzero(np.isin(index.variant_faq, shortlist))
+    listed = np.zeros(index.size, dtype=bool)
+    listed[shortlist] = True
+    rows = np.flatnonzero(listed[index.variant_faq])
     fuzzy = np.zeros_like(variant_score)
     fuzzy[rows] = _fuzzy(index, query, rows)
     per_variant["fuzzy"] = fuzzy
@@ -203,14 +205,21 @@ def _top(values: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-values, kind="stable")
 
 
-def _candidate(index: FaqIndex, scores: Scores, faq: int) -> Candidate:
-    row = scores.best_row(index, faq)
-    parts = {name: float(values[row]) for name, values in scores.row_parts.items()}
-    parts["answer"] = float(scores.answer[faq])
-    parts["centroid"] = float(scores.centroid[faq])
+def _candidates(index: FaqIndex, scores: Scores, order: np.ndarray) -> list[Candidate]:
+    """The ranked FAQs with the parts of their best phrasing, read out of the arrays at once."""
+    faqs = order.tolist()
+    rows = [scores.best_row(index, faq) for faq in faqs]
+    columns = {name: values[rows].tolist() for name, values in scores.row_parts.items()}
+    columns["answer"] = scores.answer[order].tolist()
+    columns["centroid"] = scores.centroid[order].tolist()
     if scores.semantic is not None:
-        parts["semantic"] = float(scores.semantic[faq])
-    return Candidate(index.corpus.entries[faq].id, float(scores.total[faq]), parts, index.variant_texts[row])
+        columns["semantic"] = scores.semantic[order].tolist()
+    totals = scores.total[order].tolist()
+    return [
+        Candidate(index.corpus.entries[faq].id, totals[n], {name: column[n] for name, column in columns.items()},
+                  index.variant_texts[rows[n]])
+        for n, faq in enumerate(faqs)
+    ]
 
 
 def features(index: FaqIndex, query: Document, candidates: list[Candidate], top_faq: int) -> list[float]:
@@ -354,10 +363,10 @@ def match_text(index: FaqIndex, text: str, semantic: np.ndarray | None = None) -
     if not query.analysis.words and len(query.normalized.chars) < 2:
         return MatchResult(Outcome.FALLBACK, None, 0.0, [], [], [], normalized=query.normalized.text, truncated=truncated)
 
-    scores = score_all(index, query, semantic, semantic_weight(index, text))
+    scores = score_all(index, query, semantic, 1.0 if semantic is None else semantic_weight(index, text))
     _keep_polarity(index, query.normalized.text, scores.total)
     order = _top(scores.total, 10)
-    candidates = [_candidate(index, scores, int(i)) for i in order]
+    candidates = _candidates(index, scores, order)
     top = candidates[0]
     runner_up = candidates[1].score if len(candidates) > 1 else 0.0
     confidence, relevance = _probabilities(index, query, candidates, int(order[0]), semantic)
