@@ -28,6 +28,8 @@ class MatcherSettings(BaseModel):
     ``semantic_answer_threshold`` the answer threshold of a decision that read it;
     ``semantic_wait_seconds``: how long a question waits for the model when another is using it
     before it is decided on the lexical views alone.
+    ``unanswered_margin``: how much closer a message must be to an unanswered question
+    (``unanswered.yaml``) than to the best FAQ's phrasings to be sent to the secretariat.
     """
 
     answer_threshold: float = Field(0.85, ge=0.0, le=1.0)
@@ -49,6 +51,7 @@ class MatcherSettings(BaseModel):
     weight_semantic: float = Field(1.0, ge=0.0)
     weight_semantic_english: float = Field(4.0, ge=0.0)
     semantic_answer_threshold: float = Field(0.85, ge=0.0, le=1.0)
+    unanswered_margin: float = Field(0.05, ge=-1.0, le=1.0)
     semantic_wait_seconds: float = Field(0.05, ge=0.0)
 
     @model_validator(mode="after")

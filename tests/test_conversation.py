@@ -294,6 +294,16 @@ def test_a_vague_question_gets_suggestions_and_picking_one_shows_its_answer(chat
     assert (shown[0].faq_id, shown[0].question) == (picked["faq_id"], picked["question"])
 
 
+def test_a_question_the_faq_does_not_answer_is_offered_to_the_secretariat_not_answered(chat: Chat) -> None:
+    """「SAP Learningのアカウント…」 would get the JSUGNET registration answer; it is one of the
+    questions the FAQ does not answer (unanswered.yaml), so the member is offered the secretariat."""
+    replies = chat.say("SAP Learningのアカウントを作りたい")
+
+    assert replies.kinds == ["buttons"]
+    assert replies.texts == [message("fallback_offer")]
+    assert replies.actions == ["start:secretariat_request"]
+
+
 def test_an_off_topic_question_is_sent_to_the_secretariat_after_confirmation(
     bot: Engine, inbox: Inbox, seeded: sessionmaker[Session]
 ) -> None:

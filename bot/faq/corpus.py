@@ -26,6 +26,7 @@ OFF_TOPIC_FILE = "out_of_scope.yaml"
 ENGLISH_FILE = "english.yaml"
 POLARITY_FILE = "polarity.yaml"
 QUESTION_TYPES_FILE = "question_types.yaml"
+UNANSWERED_FILE = "unanswered.yaml"
 POLARITIES = ("start", "stop")
 
 LINK_MARKUP = re.compile(r"\[([^\[\]]+)\]\(([^()\s]+)\)")
@@ -77,6 +78,9 @@ class Corpus:
     links: dict[str, Link] = field(default_factory=dict)
     lexicon: Lexicon = field(default_factory=Lexicon)
     source: str = ""
+    unanswered: tuple[str, ...] = ()
+    """Questions members ask that no entry answers (``unanswered.yaml``): one closer to the message
+    than any phrasing of the best entry sends the message to the secretariat instead."""
 
     def get(self, faq_id: str) -> FaqEntry | None:
         return next((e for e in self.entries if e.id == faq_id), None)
@@ -306,10 +310,22 @@ def load_corpus(source: Path, lexicon_dir: Path) -> Corpus:
     if source.is_dir():
         links_path = source / LINKS_FILE
         links = load_links(links_path) if links_path.exists() else {}
-        return Corpus(tuple(load_faq_yaml(source / FAQ_FILE)), links, load_lexicon(source), str(source))
+        return Corpus(tuple(load_faq_yaml(source / FAQ_FILE)), links, load_lexicon(source), str(source),
+                      load_unanswered(source / UNANSWERED_FILE))
     lexicon = load_lexicon(lexicon_dir) if lexicon_dir.is_dir() else Lexicon()
     if source.suffix.lower() in (".jsonl", ".ndjson", ".json"):
         return Corpus(tuple(load_jsonl(source)), {}, lexicon, str(source))
     links_path = source.parent / LINKS_FILE
     links = load_links(links_path) if links_path.exists() else {}
-    return Corpus(tuple(load_faq_yaml(source)), links, lexicon, str(source))
+    return Corpus(tuple(load_faq_yaml(source)), links, lexicon, str(source),
+                  load_unanswered(source.parent / UNANSWERED_FILE))
+
+
+def load_unanswered(path: Path) -> tuple[str, ...]:
+    """``unanswered.yaml``: a list of questions; a missing file is an empty list."""
+    if not path.exists():
+        return ()
+    raw = read_yaml(path) or []
+    if not isinstance(raw, list) or not all(isinstance(q, str) and q.strip() for q in raw):
+        raise CorpusError(path, "must be a list of questions (texts, none empty)")
+    return tuple(dict.fromkeys(q.strip() for q in raw))

@@ -136,6 +136,9 @@ class FaqIndex:
     semantic: SemanticView | None = None
     semantic_calibration: Calibration | None = None
     """The slow path's calibration, reading the semantic signals too."""
+    corpus_words: frozenset[str] = frozenset()
+    """The words the entries use (the unanswered questions' words are not the corpus's)."""
+    unanswered_count: int = 0
 
     @property
     def size(self) -> int:
@@ -188,18 +191,21 @@ def build_index(
     # The reading of long answers adds little to matching and would cost a third of the build.
     documents = _analyse(variant_texts, normalizer, analyzer, with_reading=True)
     documents += _analyse(answer_texts, normalizer, analyzer, with_reading=False)
-    row_entry = np.r_[faq_of, np.arange(len(corpus.entries))]
+    documents += _analyse(list(corpus.unanswered), normalizer, analyzer, with_reading=True)
+    row_entry = np.r_[faq_of, np.arange(len(corpus.entries)), np.full(len(corpus.unanswered), len(corpus.entries))]
 
     spaces: dict[str, FieldSpace] = {}
     presence: dict[str, sparse.csr_matrix] = {}
     for name in FIELDS:
-        spaces[name], presence[name] = _field_space(name, [d.field(name) for d in documents], row_entry, faq_of)
+        spaces[name], presence[name] = _field_space(
+            name, [d.field(name) for d in documents], row_entry, faq_of, len(corpus.entries))
     variants = documents[: len(variant_texts)]
     starts = np.flatnonzero(np.r_[True, faq_of[1:] != faq_of[:-1]])
     semantic = None
     if encoder is not None:
         passages = [f"{entry.question}\n{answer}" for entry, answer in zip(corpus.entries, answer_texts, strict=True)]
-        semantic = build_semantic(encoder, variant_texts, passages, starts, cache_dir, settings.semantic_wait_seconds)
+        semantic = build_semantic(encoder, variant_texts, passages, starts, cache_dir, settings.semantic_wait_seconds,
+                                  corpus.unanswered)
     return FaqIndex(
         corpus=corpus,
         settings=settings,
@@ -212,6 +218,8 @@ def build_index(
         variant_readings=np.array([d.analysis.reading for d in variants], dtype=object),
         variant_texts=variant_texts,
         entry_terms=presence["words"],
+        corpus_words=frozenset(spaces["words"].terms[np.unique(presence["words"].indices)]),
+        unanswered_count=len(corpus.unanswered),
         calibration=calibration or None,
         polar_entries={kind: np.array([i for i, e in enumerate(corpus.entries) if e.polarity == kind], dtype=np.intp)
                        for kind in POLARITIES},
@@ -236,22 +244,28 @@ def _membership(owner: np.ndarray, groups: int) -> sparse.csr_matrix:
 
 
 def _field_space(
-    name: str, values: list, row_entry: np.ndarray, faq_of: np.ndarray
+    name: str, values: list, row_entry: np.ndarray, faq_of: np.ndarray, entries: int
 ) -> tuple[FieldSpace, sparse.csr_matrix]:
     """Count every row once; weigh terms by the number of *entries* that use them.
 
-    The rows are the phrasings, then the answers; the postings add one centroid row per entry.
-    Also returns which terms each entry uses (entries × terms).
+    The rows are the phrasings, the answers, then the unanswered questions, whose words change no
+    word's weight (so the entries score as they would without them); the postings hold the
+    phrasings, the answers, one centroid row per entry, then the unanswered questions. Also
+    returns which terms each entry uses (entries × terms).
     """
     counter = _counter(name)
     counts = counter.fit_transform(values)
-    entries = int(row_entry.max()) + 1
-    presence = ((_membership(row_entry, entries) @ (counts > 0).astype(np.float32)) > 0).tocsr()
+    groups = int(row_entry.max()) + 1
+    presence = ((_membership(row_entry, groups) @ (counts > 0).astype(np.float32)) > 0).tocsr()[:entries]
     transformer = TfidfTransformer(sublinear_tf=True).fit(presence)
+    used = np.asarray(presence.sum(axis=0)).ravel() > 0
+    if not used.all():
+        # A word only the unanswered questions use weighs as a word the corpus has never seen.
+        transformer.idf_ = np.where(used, transformer.idf_, transformer.idf_[used].max())
     weighted = transformer.transform(counts)
-    phrasings = weighted[: len(faq_of)]
-    centroids = normalize(_membership(faq_of, entries) @ phrasings)
-    space = FieldSpace(name, counter, transformer.idf_, sparse.vstack([weighted, centroids]))
+    own = len(faq_of) + entries
+    centroids = normalize(_membership(faq_of, entries) @ weighted[: len(faq_of)])
+    space = FieldSpace(name, counter, transformer.idf_, sparse.vstack([weighted[:own], centroids, weighted[own:]]))
     return space, presence
 
 

@@ -64,6 +64,8 @@ class MatchResult:
     """The sentence of a long message the decision was made on (None: the whole message)."""
     slow_path: bool = False
     """Whether the lexical views were unsure and the message was matched again (semantic view, sentences)."""
+    unanswered_match: str | None = None
+    """The unanswered question (``unanswered.yaml``) the message is closer to than to the best FAQ."""
 
     @property
     def ranked(self) -> list[str]:
@@ -83,25 +85,24 @@ class MatchResult:
             "normalized": self.normalized,
             "question_part": self.question_part,
             "slow_path": self.slow_path,
+            "unanswered_match": self.unanswered_match,
             "truncated": self.truncated,
             "candidates": [c.as_dict() for c in self.candidates],
         }
 
 
-def _field_similarities(
-    index: FaqIndex, query: Document
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Per field: similarity to each phrasing, to each answer, to each FAQ's phrasing centroid."""
-    per_variant: dict[str, np.ndarray] = {}
-    per_answer: dict[str, np.ndarray] = {}
-    per_centroid: dict[str, np.ndarray] = {}
+def _field_similarities(index: FaqIndex, query: Document) -> dict[str, dict[str, np.ndarray]]:
+    """Per kind of row ("variant": each phrasing, "answer", "centroid": each FAQ's phrasings'
+    centroid, "unanswered": each unanswered question), per field, the similarity to the query."""
     variants, entries = len(index.variant_faq), index.size
+    kinds: dict[str, dict[str, np.ndarray]] = {"variant": {}, "answer": {}, "centroid": {}, "unanswered": {}}
     for name in FIELDS:
         similarities = index.spaces[name].similarities(query.field(name))
-        per_variant[name] = similarities[:variants]
-        per_answer[name] = similarities[variants : variants + entries]
-        per_centroid[name] = similarities[variants + entries :]
-    return per_variant, per_answer, per_centroid
+        kinds["variant"][name] = similarities[:variants]
+        kinds["answer"][name] = similarities[variants : variants + entries]
+        kinds["centroid"][name] = similarities[variants + entries : variants + 2 * entries]
+        kinds["unanswered"][name] = similarities[variants + 2 * entries :]
+    return kinds
 
 
 def _fuse(parts: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
@@ -137,6 +138,8 @@ class Scores:
     centroid: np.ndarray
     lexical: np.ndarray
     """``total`` before the semantic score and the polarity rule were applied to it."""
+    unanswered: np.ndarray
+    """The (lexical) similarity of each of the corpus's unanswered questions, fused like a phrasing's."""
     semantic: np.ndarray | None = None
 
     def best_row(self, index: FaqIndex, faq: int) -> int:
@@ -175,10 +178,11 @@ def score_all(index: FaqIndex, query: Document, semantic: np.ndarray | None = No
     """The lexical score of every FAQ, plus the weighted ``semantic`` score when it is given."""
     s = index.settings
     weights = view_weights(index, query)
-    per_variant, per_answer, per_centroid = _field_similarities(index, query)
+    kinds = _field_similarities(index, query)
+    per_variant = kinds["variant"]
     variant_score = _fuse(per_variant, weights)
-    answer_score = _fuse(per_answer, weights)
-    centroid_score = _fuse(per_centroid, weights)
+    answer_score = _fuse(kinds["answer"], weights)
+    centroid_score = _fuse(kinds["centroid"], weights)
     phrasing_weight = 1 - s.weight_answer - s.weight_centroid
     entry_score = s.weight_answer * answer_score + s.weight_centroid * centroid_score
 
@@ -195,7 +199,8 @@ def score_all(index: FaqIndex, query: Document, semantic: np.ndarray | None = No
     best = np.maximum.reduceat(variant_score, index.variant_starts)
     lexical = phrasing_weight * best + entry_score
     total = lexical if semantic is None else lexical + semantic_weight * semantic
-    return Scores(total, variant_score, per_variant, answer_score, centroid_score, lexical.copy(), semantic)
+    unanswered = _fuse(kinds["unanswered"], weights)
+    return Scores(total, variant_score, per_variant, answer_score, centroid_score, lexical.copy(), unanswered, semantic)
 
 
 def _top(values: np.ndarray, k: int) -> np.ndarray:
@@ -227,7 +232,7 @@ def features(index: FaqIndex, query: Document, candidates: list[Candidate], top_
     top = candidates[0]
     runner_up = candidates[1].score if len(candidates) > 1 else 0.0
     words = query.analysis.words
-    known = index.spaces["words"].vocabulary
+    known = index.corpus_words
     count = len(words) or 1
     unseen = sum(word not in known for word in words) / count
     entry_words = index.entry_words(top_faq)
@@ -269,6 +274,21 @@ def _probabilities(index: FaqIndex, query: Document, candidates: list[Candidate]
 
 
 OPPOSITE_PENALTY = 0.4
+
+
+def closest_unanswered(index: FaqIndex, text: str, scores: Scores, faq: int) -> str | None:
+    """The unanswered question the message is clearly closer to than to any phrasing of its best
+    FAQ (by the same lexical views), or None: 「年会費の領収書がほしい」 is nearer to an unanswered
+    「領収書を発行してもらえますか」 than to the billing entry's 「請求書の宛先を変えたい」.
+    English messages are exempt: they meet the Japanese phrasings only through the glossary, so
+    an English unanswered question would beat them on its English words alone."""
+    if not len(scores.unanswered) or is_english(text):
+        return None
+    closest = int(np.argmax(scores.unanswered))
+    phrasing = float(scores.by_row[scores.best_row(index, faq)])
+    if float(scores.unanswered[closest]) > phrasing + index.settings.unanswered_margin:
+        return index.corpus.unanswered[closest]
+    return None
 
 
 def _clears_floor(index: FaqIndex, text: str, scores: Scores, faq: int) -> bool:
@@ -350,13 +370,30 @@ def semantic_scores(index: FaqIndex, text: str, lexical: MatchResult) -> np.ndar
     return index.semantic.scores(_semantic_text(text, lexical))
 
 
+UNANSWERED_VETO = -0.02
+"""The model's cosines differ by about 0.01 between near paraphrases: only a clearer preference
+for the FAQ's phrasings overrules an unanswered question that is nearer in words."""
+
+
 def _with_semantic(index: FaqIndex, text: str, lexical: MatchResult) -> MatchResult:
+    """The message matched with the semantic view. An unanswered question that is nearer only in
+    words, while the model clearly finds the FAQ nearer in meaning, does not keep the message
+    from its FAQ."""
     semantic = semantic_scores(index, text, lexical)
-    return lexical if semantic is None else match_text(index, text, semantic)
+    if semantic is None or index.semantic is None:
+        return lexical
+    result = match_text(index, text, semantic)
+    if result.unanswered_match is not None:
+        lead = index.semantic.unanswered_lead(_semantic_text(text, lexical), result.top_faq)
+        if lead is not None and lead < UNANSWERED_VETO:
+            return match_text(index, text, semantic, heed_unanswered=False)
+    return result
 
 
-def match_text(index: FaqIndex, text: str, semantic: np.ndarray | None = None) -> MatchResult:
-    """Rank the FAQ for ``text`` as a whole (with the ``semantic`` scores when given) and decide."""
+def match_text(index: FaqIndex, text: str, semantic: np.ndarray | None = None,
+               heed_unanswered: bool = True) -> MatchResult:
+    """Rank the FAQ for ``text`` as a whole (with the ``semantic`` scores when given) and decide;
+    ``heed_unanswered=False`` leaves the unanswered questions out of the decision."""
     s = index.settings
     truncated = len(text) > s.max_query_chars
     query = index.document(text)
@@ -372,8 +409,9 @@ def match_text(index: FaqIndex, text: str, semantic: np.ndarray | None = None) -
     confidence, relevance = _probabilities(index, query, candidates, int(order[0]), semantic)
     threshold = s.answer_threshold if semantic is None else s.semantic_answer_threshold
     off_topic = [t for t in query.normalized.off_topic if t not in index.entry_text(int(order[0]))]
+    unanswered = closest_unanswered(index, text, scores, int(order[0])) if heed_unanswered else None
     suggestions: list[str]
-    if off_topic:
+    if off_topic or unanswered:
         outcome, faq_id, suggestions = Outcome.FALLBACK, None, []
     elif (confidence >= threshold and top.score - runner_up >= s.answer_margin
           and _clears_floor(index, text, scores, int(order[0]))
@@ -401,4 +439,5 @@ def match_text(index: FaqIndex, text: str, semantic: np.ndarray | None = None) -
         truncated=truncated,
         query=query,
         top_faq=int(order[0]),
+        unanswered_match=unanswered,
     )

@@ -65,6 +65,8 @@ class SemanticView:
     phrasings: np.ndarray
     answers: np.ndarray
     variant_starts: np.ndarray
+    unanswered: np.ndarray
+    """The embeddings of the corpus's unanswered questions (``unanswered.yaml``)."""
     wait_seconds: float = 0.05
     skipped: int = 0
     """Questions that got no semantic score because the model was busy (for the benchmark and logs)."""
@@ -101,6 +103,17 @@ class SemanticView:
         return (best_phrasing + self.answers @ vector) / 2
 
 
+    def unanswered_lead(self, text: str, faq: int) -> float | None:
+        """How much nearer in meaning the question is to the nearest unanswered question than to
+        the nearest phrasing of ``faq`` (its embedding is in memory: ``scores`` has just read it)."""
+        vector = self.query_vector(text)
+        if vector is None or not len(self.unanswered):
+            return None
+        end = self.variant_starts[faq + 1] if faq + 1 < len(self.variant_starts) else len(self.phrasings)
+        nearest_phrasing = float((self.phrasings[self.variant_starts[faq] : end] @ vector).max())
+        return float((self.unanswered @ vector).max()) - nearest_phrasing
+
+
 def corpus_key(phrasings: Sequence[str], answers: Sequence[str]) -> str:
     digest = hashlib.sha256(MODEL_NAME.encode())
     for text in (*phrasings, "\x00", *answers):
@@ -111,16 +124,19 @@ def corpus_key(phrasings: Sequence[str], answers: Sequence[str]) -> str:
 
 def build_semantic(
     encoder: Encoder, phrasings: Sequence[str], answers: Sequence[str], variant_starts: np.ndarray,
-    cache_dir: Path | None, wait_seconds: float = 0.05,
+    cache_dir: Path | None, wait_seconds: float = 0.05, unanswered: Sequence[str] = (),
 ) -> SemanticView:
-    """Embed the corpus, or read the embeddings cached for exactly these texts."""
-    key = corpus_key(phrasings, answers)
-    cached = _read_cache(cache_dir, key, len(phrasings), len(answers))
+    """Embed the corpus, or read the embeddings cached for exactly these texts. The unanswered
+    questions are embedded (and cached) with the phrasings, as the questions they are."""
+    questions = [*phrasings, *unanswered]
+    key = corpus_key(questions, answers)
+    cached = _read_cache(cache_dir, key, len(questions), len(answers))
     if cached is None:
-        cached = (np.asarray(encoder.query(list(phrasings)), dtype=np.float32),
+        cached = (np.asarray(encoder.query(questions), dtype=np.float32),
                   np.asarray(encoder.passage(list(answers)), dtype=np.float32))
         _write_cache(cache_dir, key, *cached)
-    return SemanticView(encoder, cached[0], cached[1], variant_starts, wait_seconds)
+    count = len(phrasings)
+    return SemanticView(encoder, cached[0][:count], cached[1], variant_starts, cached[0][count:], wait_seconds)
 
 
 def _cache_file(cache_dir: Path, key: str) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.faq.corpus import FAQ_FILE, Corpus, CorpusError, load_corpus
+from bot.faq.corpus import FAQ_FILE, UNANSWERED_FILE, Corpus, CorpusError, load_corpus
 from bot.text.normalize import clean
 from handlers.registry import ACTION_NAMES
 
@@ -27,4 +27,9 @@ def validate(source: Path, lexicon_dir: Path) -> Corpus:
             owner = phrasings.setdefault(key, entry.id)
             if owner != entry.id:
                 raise CorpusError(path, f"phrasing '{text}' is also used by entry '{owner}'", where)
+    unanswered = (source if source.is_dir() else source.parent) / UNANSWERED_FILE
+    for question in corpus.unanswered:
+        answered_by = phrasings.get(clean(question))
+        if answered_by is not None:
+            raise CorpusError(unanswered, f"'{question}' is a phrasing of entry '{answered_by}'; an entry answers it")
     return corpus
