@@ -295,9 +295,9 @@ def test_a_vague_question_gets_suggestions_and_picking_one_shows_its_answer(chat
 
 
 def test_a_question_the_faq_does_not_answer_is_offered_to_the_secretariat_not_answered(chat: Chat) -> None:
-    """「SAP Learningのアカウント…」 would get the JSUGNET registration answer; it is one of the
-    questions the FAQ does not answer (unanswered.yaml), so the member is offered the secretariat."""
-    replies = chat.say("SAP Learningのアカウントを作りたい")
+    """「部会コミュニティへの参加申請が…」 would get how to take part; it is one of the questions the
+    FAQ does not answer (unanswered.yaml), so the member is offered the secretariat."""
+    replies = chat.say("部会コミュニティへの参加申請が承認されません")
 
     assert replies.kinds == ["buttons"]
     assert replies.texts == [message("fallback_offer")]

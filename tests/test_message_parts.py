@@ -4,6 +4,8 @@ question for a date or an amount the FAQ does not hold is never answered with a 
 
 from __future__ import annotations
 
+import pytest
+
 from bot.faq.index import FaqIndex
 from bot.faq.matcher import Outcome, match, question_parts
 
@@ -33,3 +35,35 @@ def test_a_question_for_a_date_the_faq_does_not_hold_is_at_most_suggested(jsug_i
     result = match(jsug_index, "次回の部会はいつ開催されますか？")
     assert result.outcome is not Outcome.ANSWER
     assert match(jsug_index, "部会に参加するにはどうすればいいですか").outcome is not Outcome.FALLBACK
+
+
+def test_every_asking_sentence_is_matched_on_its_own_when_the_background_asks_too(jsug_index: FaqIndex) -> None:
+    """「…知りたいと思っています」 reads as asking (〜たい), yet it is background: the product it names
+    must not veto the sentence that asks for the password."""
+    message = "S/4HANAの移行で他社の事例を知りたいと思っています。その前にJSUGNETのパスワードを忘れたので再設定したいです。"
+    assert len(question_parts(message)) == 2
+
+    result = match(jsug_index, message)
+
+    assert (result.outcome, result.faq_id) == (Outcome.ANSWER, "password-reset")
+    assert result.question_part is not None and "s/4hana" not in result.question_part
+
+
+@pytest.mark.parametrize("message", [
+    "SAPのS-ユーザーIDのパスワードを忘れてしまいました。再設定はどこでできますか？",
+    "SAP for Meのパスワードを忘れてしまい、困っております。再設定はどこでできますか？",
+])
+def test_a_short_question_about_a_product_named_just_before_it_falls_back(jsug_index: FaqIndex, message: str) -> None:
+    """「再設定はどこで…？」 alone would be the JSUG password; its subject is the SAP account named in
+    the sentence before it, which shares the password entry's own word (パスワード)."""
+    assert "再設定はどこでできますか？" in question_parts(message)
+
+    assert match(jsug_index, message).outcome is Outcome.FALLBACK
+
+
+def test_a_short_question_after_a_background_sentence_is_still_answered(jsug_index: FaqIndex) -> None:
+    message = "いつもお世話になっております。弊社では現在S/4HANA移行のプロジェクトを担当しております。メルマガを止めたいです。"
+
+    result = match(jsug_index, message)
+
+    assert (result.outcome, result.faq_id) == (Outcome.ANSWER, "newsletter-dm-stop")

@@ -138,7 +138,8 @@ class FaqIndex:
     """The slow path's calibration, reading the semantic signals too."""
     corpus_words: frozenset[str] = frozenset()
     """The words the entries use (the unanswered questions' words are not the corpus's)."""
-    unanswered_count: int = 0
+    word_entries: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    """Per word of the words view: how many entries use it."""
 
     @property
     def size(self) -> int:
@@ -219,7 +220,7 @@ def build_index(
         variant_texts=variant_texts,
         entry_terms=presence["words"],
         corpus_words=frozenset(spaces["words"].terms[np.unique(presence["words"].indices)]),
-        unanswered_count=len(corpus.unanswered),
+        word_entries=np.asarray(presence["words"].sum(axis=0)).ravel().astype(np.int64),
         calibration=calibration or None,
         polar_entries={kind: np.array([i for i, e in enumerate(corpus.entries) if e.polarity == kind], dtype=np.intp)
                        for kind in POLARITIES},

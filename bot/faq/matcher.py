@@ -17,7 +17,7 @@ from rapidfuzz import fuzz
 from rapidfuzz.process import cdist
 
 from bot.faq.index import FIELDS, Document, FaqIndex
-from bot.text.normalize import is_english
+from bot.text.normalize import clean, is_english
 
 
 class Outcome(str, Enum):
@@ -320,17 +320,48 @@ LONG_MESSAGE_CHARS = 40
 _RANK = {Outcome.ANSWER: 2, Outcome.SUGGEST: 1, Outcome.FALLBACK: 0}
 
 
+def _sentences(text: str) -> list[str]:
+    return [part.strip() for part in _SENTENCE_END.split(text) if len(part.strip()) >= 4]
+
+
 def question_parts(text: str) -> list[str]:
     """The sentences of a long message that ask something (a question mark, 〜か, 〜たい, 教えて …);
     empty for a short message or one of a single sentence. Background sentences ("S/4HANA移行の
     プロジェクト中で…") are left out, so a product named in passing does not veto the answer."""
     if len(text) < LONG_MESSAGE_CHARS:
         return []
-    sentences = [part.strip() for part in _SENTENCE_END.split(text) if len(part.strip()) >= 4]
+    sentences = _sentences(text)
     if len(sentences) < 2:
         return []
     asking = [sentence for sentence in sentences if any(mark in sentence for mark in _QUESTION_MARKS)]
-    return asking if asking and len(asking) < len(sentences) else []
+    return asking
+
+
+SHORT_QUESTION_CHARS = 16
+"""A question sentence shorter than this (「再設定はどこでできますか？」) may take its subject from
+the sentence before it."""
+SPECIFIC_SHARE = 0.2
+"""A word used by at most this share of the entries (or by two) is specific to them."""
+
+
+def _product_is_the_subject(index: FaqIndex, text: str, whole: MatchResult, part: str, result: MatchResult) -> bool:
+    """Whether a short question takes its subject from a sentence before it that names an
+    out-of-scope product: in 「SAPのS-ユーザーのパスワードを忘れました。再設定はどこで…？」 the first
+    sentence names the product *and* a word specific to the question's FAQ (パスワード), so the
+    question is about the product's password. A background sentence shares no such word."""
+    if not whole.off_topic_terms or result.top_faq < 0 or len(part) >= SHORT_QUESTION_CHARS:
+        return False
+    sentences = _sentences(text)
+    position = sentences.index(part) if part in sentences else 0
+    if not position:
+        return False
+    before = sentences[position - 1]
+    if not any(term in clean(before) for term in whole.off_topic_terms):
+        return False
+    entry_words, vocabulary = index.entry_words(result.top_faq), index.spaces["words"].vocabulary
+    limit = max(2, int(SPECIFIC_SHARE * index.size))
+    return any(word in entry_words and index.word_entries[vocabulary[word]] <= limit
+               for word in index.document(before).analysis.words if word in vocabulary)
 
 
 def match(index: FaqIndex, text: str) -> MatchResult:
@@ -343,7 +374,9 @@ def match(index: FaqIndex, text: str) -> MatchResult:
         return whole  # the fast path: sure of the whole message, no sentence is matched on its own
     results = [_with_semantic(index, text, whole)]
     for part in question_parts(text):
-        results.append(_with_semantic(index, part, match_text(index, part)))
+        result = _with_semantic(index, part, match_text(index, part))
+        if not _product_is_the_subject(index, text, whole, part, result):
+            results.append(result)
     slow = index.semantic is not None or len(results) > 1
     best = max(results, key=lambda r: (_RANK[r.outcome], r.score))
     if best is not results[0]:
