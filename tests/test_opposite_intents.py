@@ -40,6 +40,17 @@ def test_a_cancellation_or_a_stop_is_never_answered_with_joining_or_registering(
     assert result.ranked[0] not in ("join", "jsugnet-registration")
 
 
+@pytest.mark.parametrize(("query", "faq_id"), [
+    ("JSUGの会員を解約したい", "withdrawal"),
+    ("メールマガジンを受信できるようにしたいです", "jsugnet-registration"),
+    ("メルマガの受信を止めたい", "newsletter-dm-stop"),
+    ("加盟申請の窓口を教えてください", "join"),
+    ("We'd like to become a JSUG member company", "join"),
+])
+def test_each_direction_ranks_its_own_entry_first(jsug_index: FaqIndex, query: str, faq_id: str) -> None:
+    assert match(jsug_index, query).ranked[0] == faq_id
+
+
 def test_longer_cues_win_and_mixed_questions_have_no_polarity(jsug_index: FaqIndex) -> None:
     lexicon = jsug_index.corpus.lexicon
     assert lexicon.polarity("メールマガジンの配信を希望しない") == "stop"
