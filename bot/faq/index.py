@@ -201,6 +201,7 @@ def build_index(
         spaces[name], presence[name] = _field_space(
             name, [d.field(name) for d in documents], row_entry, faq_of, len(corpus.entries))
     variants = documents[: len(variant_texts)]
+    word_entries = np.asarray(presence["words"].sum(axis=0)).ravel().astype(np.int64)
     starts = np.flatnonzero(np.r_[True, faq_of[1:] != faq_of[:-1]])
     semantic = None
     if encoder is not None:
@@ -219,8 +220,8 @@ def build_index(
         variant_readings=np.array([d.analysis.reading for d in variants], dtype=object),
         variant_texts=variant_texts,
         entry_terms=presence["words"],
-        corpus_words=frozenset(spaces["words"].terms[np.unique(presence["words"].indices)]),
-        word_entries=np.asarray(presence["words"].sum(axis=0)).ravel().astype(np.int64),
+        corpus_words=frozenset(spaces["words"].terms[word_entries > 0]),
+        word_entries=word_entries,
         calibration=calibration or None,
         polar_entries={kind: np.array([i for i, e in enumerate(corpus.entries) if e.polarity == kind], dtype=np.intp)
                        for kind in POLARITIES},

@@ -282,13 +282,13 @@ def closest_unanswered(index: FaqIndex, text: str, scores: Scores, faq: int) -> 
     「領収書を発行してもらえますか」 than to the billing entry's 「請求書の宛先を変えたい」.
     English messages are exempt: they meet the Japanese phrasings only through the glossary, so
     an English unanswered question would beat them on its English words alone."""
-    if not len(scores.unanswered) or is_english(text):
+    if not len(scores.unanswered):
         return None
     closest = int(np.argmax(scores.unanswered))
     phrasing = float(scores.by_row[scores.best_row(index, faq)])
-    if float(scores.unanswered[closest]) > phrasing + index.settings.unanswered_margin:
-        return index.corpus.unanswered[closest]
-    return None
+    if float(scores.unanswered[closest]) <= phrasing + index.settings.unanswered_margin or is_english(text):
+        return None
+    return index.corpus.unanswered[closest]
 
 
 def _clears_floor(index: FaqIndex, text: str, scores: Scores, faq: int) -> bool:

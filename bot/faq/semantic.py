@@ -94,14 +94,16 @@ class SemanticView:
                 self._queries.popitem(last=False)
         return vector
 
+    def _best_phrasing(self, vector: np.ndarray) -> np.ndarray:
+        """Per FAQ: the cosine similarity of its nearest phrasing to ``vector``."""
+        return np.maximum.reduceat(self.phrasings @ vector, self.variant_starts)
+
     def scores(self, text: str) -> np.ndarray | None:
         """Per FAQ: the best phrasing's cosine similarity and the answer's, averaged (None: model busy)."""
         vector = self.query_vector(text)
         if vector is None:
             return None
-        best_phrasing = np.maximum.reduceat(self.phrasings @ vector, self.variant_starts)
-        return (best_phrasing + self.answers @ vector) / 2
-
+        return (self._best_phrasing(vector) + self.answers @ vector) / 2
 
     def unanswered_lead(self, text: str, faq: int) -> float | None:
         """How much nearer in meaning the question is to the nearest unanswered question than to
@@ -109,9 +111,7 @@ class SemanticView:
         vector = self.query_vector(text)
         if vector is None or not len(self.unanswered):
             return None
-        end = self.variant_starts[faq + 1] if faq + 1 < len(self.variant_starts) else len(self.phrasings)
-        nearest_phrasing = float((self.phrasings[self.variant_starts[faq] : end] @ vector).max())
-        return float((self.unanswered @ vector).max()) - nearest_phrasing
+        return float((self.unanswered @ vector).max()) - float(self._best_phrasing(vector)[faq])
 
 
 def corpus_key(phrasings: Sequence[str], answers: Sequence[str]) -> str:
