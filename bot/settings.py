@@ -51,7 +51,7 @@ class MatcherSettings(BaseModel):
     weight_semantic: float = Field(1.0, ge=0.0)
     weight_semantic_english: float = Field(4.0, ge=0.0)
     semantic_answer_threshold: float = Field(0.85, ge=0.0, le=1.0)
-    unanswered_margin: float = Field(0.05, ge=-1.0, le=1.0)
+    unanswered_margin: float = Field(0.02, ge=-1.0, le=1.0)
     semantic_wait_seconds: float = Field(0.05, ge=0.0)
 
     @model_validator(mode="after")

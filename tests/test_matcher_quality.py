@@ -8,6 +8,8 @@ guards at today's level, below the issue's 95 % target (see README, "Quality").
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from bot.faq.corpus import load_corpus
@@ -146,3 +148,31 @@ def test_on_another_corpus_out_of_scope_questions_are_not_answered(city_index: F
 def test_an_eval_case_expecting_two_faqs_accepts_either(jsug_index: FaqIndex) -> None:
     report = evaluate(jsug_index, [EvalCase("パスワード忘れた", ("password-reset", "join"))])
     assert report["metrics"]["in_scope_answered_correctly"] == 1.0
+
+
+@pytest.mark.parametrize("question", ["会員について", "登録", "変更"])
+def test_a_single_word_many_entries_share_is_suggested_not_answered(jsug_index: FaqIndex, question: str) -> None:
+    result = match(jsug_index, question)
+    assert result.outcome.value == "suggest"
+    assert len(result.suggestions) >= 2
+
+
+@pytest.mark.parametrize(("question", "faq_id"), [("入会したい", "join"), ("退会", "withdrawal")])
+def test_a_single_word_of_one_entry_is_still_answered(jsug_index: FaqIndex, question: str, faq_id: str) -> None:
+    result = match(jsug_index, question)
+    assert (result.outcome.value, result.faq_id) == ("answer", faq_id)
+
+
+def test_an_off_topic_abbreviation_inside_a_longer_word_of_the_entry_still_vetoes(jsug_index: FaqIndex) -> None:
+    """「FI」 (SAP's finance module) is off-topic; an alternate that says "finance" does not make the
+    invoice entry one about SAP FI."""
+    entries = tuple(
+        dataclasses.replace(e, alternates=(*e.alternates, "send the invoice to our finance department"))
+        if e.id == "billing-address" else e for e in jsug_index.corpus.entries)
+    corpus = dataclasses.replace(jsug_index.corpus, entries=entries)
+    index = build_index(corpus, jsug_index.settings, jsug_index.analyzer)
+
+    result = match(index, "SAP FIで請求書の送付先を設定するには")
+
+    assert result.outcome.value == "fallback"
+    assert result.off_topic_terms == ["fi"]

