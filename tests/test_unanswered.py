@@ -50,14 +50,16 @@ def test_the_shipped_corpus_has_its_list_of_unanswered_questions(jsug_corpus: Co
 # === what a member notices ==========================================================================
 
 
-def test_a_question_near_an_unanswered_one_goes_to_the_secretariat(jsug_index: FaqIndex, without_list: FaqIndex) -> None:
+def test_a_question_near_an_unanswered_one_goes_to_the_secretariat(
+    jsug_index: FaqIndex, without_list: FaqIndex, jsug_corpus: Corpus
+) -> None:
     question = "会員企業一覧の更新頻度を知りたい"
 
     assert match(without_list, question).outcome is Outcome.ANSWER  # what the list prevents
     result = match(jsug_index, question)
 
     assert (result.outcome, result.faq_id) == (Outcome.FALLBACK, None)
-    assert result.unanswered_match == "会員企業一覧はどのくらいの頻度で更新されていますか？"
+    assert result.unanswered_match in jsug_corpus.unanswered and "更新頻度" in result.unanswered_match
     assert result.as_dict()["unanswered_match"] == result.unanswered_match  # --explain shows why
 
 
@@ -180,6 +182,7 @@ def test_the_model_overrules_an_unanswered_question_that_is_nearer_only_in_words
     result, without = match(semantic_index, question), match(semantic_without_list, question)
 
     assert result.unanswered_match is None
-    # The two indexes embed their corpus in batches of different padding, so scores far down the
-    # ranking may differ in the last digits; what the member is shown is the same.
-    assert (result.outcome, result.faq_id, result.ranked[:3]) == (without.outcome, without.faq_id, without.ranked[:3])
+    # Without the list the message is answered on the fast path; with it, the unanswered question
+    # sends it to the slow path, where the model's scores join the ranking: the answer is the same.
+    assert (result.outcome, result.faq_id) == (without.outcome, without.faq_id) == (Outcome.ANSWER, "company-name-change")
+    assert result.slow_path and not without.slow_path
