@@ -63,3 +63,30 @@ def test_a_polarity_file_of_the_wrong_shape_names_the_file(tmp_path: Path) -> No
     (tmp_path / "polarity.yaml").write_text("begin: [始め]\n", encoding="utf-8")
     with pytest.raises(CorpusError, match="polarity.yaml"):
         load_lexicon(tmp_path)
+
+
+def test_after_a_contrast_only_what_follows_decides_the_direction(jsug_index: FaqIndex) -> None:
+    lexicon = jsug_index.corpus.lexicon
+    assert lexicon.polarity("メールマガジンの停止じゃなくて、受け取りたい") == "start"
+    assert lexicon.polarity("入会ではなく退会の手続きを知りたい") == "stop"
+    assert lexicon.polarity("停止じゃなくて、年会費はいくらですか") is None  # what it turns down is no cue
+    assert lexicon.polarity("JSUGNET の 登録 したい") == "start"  # the spaces normalisation adds
+
+
+@pytest.mark.parametrize(("query", "faq_id", "opposite"), [
+    ("メルマガを止めたいんじゃなくて、むしろ受け取れるようにしたいです", "jsugnet-registration", "newsletter-dm-stop"),
+    ("退会じゃなくて、これから入会する方法を知りたい", "join", "withdrawal"),
+    ("入会ではなく退会の手続きを教えてください", "withdrawal", "join"),
+    ("JSUGNETの登録の解除ではなくて、新規に登録したいです", "jsugnet-registration", "withdrawal"),
+])
+def test_a_question_that_turns_down_the_opposite_is_answered_in_its_own_direction(
+        jsug_index: FaqIndex, query: str, faq_id: str, opposite: str) -> None:
+    result = match(jsug_index, query)
+    assert result.ranked[0] == faq_id
+    assert not (result.outcome is Outcome.ANSWER and result.faq_id == opposite)
+
+
+def test_a_polarity_file_with_an_unknown_key_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "polarity.yaml").write_text("start: [受け取]\nbackwards: [逆に]\n", encoding="utf-8")
+    with pytest.raises(CorpusError, match="contrast"):
+        load_lexicon(tmp_path)

@@ -28,6 +28,7 @@ POLARITY_FILE = "polarity.yaml"
 QUESTION_TYPES_FILE = "question_types.yaml"
 UNANSWERED_FILE = "unanswered.yaml"
 POLARITIES = ("start", "stop")
+CONTRAST_KEY = "contrast"
 
 LINK_MARKUP = re.compile(r"\[([^\[\]]+)\]\(([^()\s]+)\)")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$", re.IGNORECASE)
@@ -222,8 +223,10 @@ def load_lexicon(faq_dir: Path) -> Lexicon:
     english_groups, english_fillers = _load_english(faq_dir / ENGLISH_FILE)
     for canonical, variants in english_groups.items():
         groups[canonical] = groups.get(canonical, []) + variants
+    polarity = _load_polarity(faq_dir / POLARITY_FILE)
+    contrasts = polarity.pop(CONTRAST_KEY, [])
     lexicon = Lexicon.from_groups(groups, [*fillers, *english_fillers], [str(t) for t in off_topic],
-                                  _load_polarity(faq_dir / POLARITY_FILE))
+                                  polarity, contrasts)
     return replace(lexicon, question_types=_load_question_types(faq_dir / QUESTION_TYPES_FILE))
 
 
@@ -253,9 +256,9 @@ def _load_polarity(path: Path) -> dict[str, list[str]]:
     if not path.exists():
         return {}
     raw = read_yaml(path) or {}
-    if not isinstance(raw, dict) or set(raw) - set(POLARITIES) or not all(
+    if not isinstance(raw, dict) or set(raw) - {*POLARITIES, CONTRAST_KEY} or not all(
             isinstance(v, list) and all(isinstance(w, str) for w in v) for v in raw.values()):
-        raise CorpusError(path, "must map 'start' and 'stop' to lists of words")
+        raise CorpusError(path, f"must map 'start', 'stop' and '{CONTRAST_KEY}' to lists of words")
     return {str(k): [str(w) for w in v] for k, v in raw.items()}
 
 

@@ -142,6 +142,10 @@ class QuestionType:
         return any(pattern.search(answer) for pattern in self.answered_by)
 
 
+_JOINED = re.compile(r"(?<=[^\x00-\x7f]) +| +(?=[^\x00-\x7f])")
+"""The spaces normalisation put around a Japanese word (「登録 したい」), which cues are written without."""
+
+
 @dataclass(frozen=True)
 class Lexicon:
     """The synonym dictionary (variant → canonical term) and the filler phrases."""
@@ -152,11 +156,13 @@ class Lexicon:
     polarity_cues: dict[str, str] = field(default_factory=dict)
     """A cue (as it reads after normalisation) → "start" or "stop", longest cues first."""
     question_types: tuple[QuestionType, ...] = ()
+    contrasts: tuple[str, ...] = ()
+    """Phrases that turn down what comes before them (「停止じゃなくて、受け取りたい」)."""
 
     @classmethod
     def from_groups(
         cls, groups: dict[str, list[str]], fillers: list[str], off_topic: list[str] | None = None,
-        polarity: dict[str, list[str]] | None = None,
+        polarity: dict[str, list[str]] | None = None, contrasts: list[str] | None = None,
     ) -> "Lexicon":
         mapping: dict[str, str] = {}
         for canonical, variants in groups.items():
@@ -179,11 +185,19 @@ class Lexicon:
             tuple(sorted(filler_forms, key=len, reverse=True)),
             tuple(sorted(off_topic_forms, key=len, reverse=True)),
             cues,
+            contrasts=tuple(sorted({form for phrase in contrasts or [] for form in _variants_of(phrase)},
+                                   key=len, reverse=True)),
         )
 
     def polarity(self, text: str) -> str | None:
         """Whether ``text`` (normalised) asks to start or to stop something; None when neither or both.
-        Longer cues win ("希望しない" is a stop, though it holds "希望")."""
+        Longer cues win ("希望しない" is a stop, though it holds "希望"). After a contrast
+        (「メルマガの停止じゃなくて、逆に受け取りたい」) only what follows the last one counts: what
+        comes before it is what the member does not want."""
+        text = _JOINED.sub("", text)
+        ends = [text.rfind(phrase) + len(phrase) for phrase in self.contrasts if phrase in text]
+        if ends:
+            text = text[max(ends):]
         found: set[str] = set()
         for cue in self.polarity_cues:
             if cue in text:
