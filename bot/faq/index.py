@@ -82,20 +82,16 @@ class FieldSpace:
     def query_vector(self, value: str | tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
         """The query's known terms (columns) and their weights, normalised with unseen terms included."""
         counts = Counter(self.analyze(value))
-        columns: list[int] = []
-        weights: list[float] = []
-        unseen = 0.0
-        for term, count in counts.items():
-            weight = 1.0 + math.log(count)
-            column = self.vocabulary.get(term)
-            if column is None:
-                unseen += (weight * self.unseen_idf) ** 2
-            else:
-                columns.append(column)
-                weights.append(weight * float(self.idf[column]))
-        values = np.asarray(weights, dtype=np.float64)
-        norm = math.sqrt(float(values @ values) + unseen) if counts else 0.0
-        return np.asarray(columns, dtype=np.int64), (values / norm if norm else values)
+        if not counts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+        found = np.fromiter((self.vocabulary.get(term, -1) for term in counts), dtype=np.int64, count=len(counts))
+        weight = 1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))
+        known = found >= 0
+        columns = found[known]
+        values = weight[known] * self.idf[columns]
+        unseen = float(np.sum((weight[~known] * self.unseen_idf) ** 2))
+        norm = math.sqrt(float(values @ values) + unseen)
+        return columns, (values / norm if norm else values)
 
     def column_rows(self, column: int) -> np.ndarray:
         """The rows that hold the term of ``column``."""

@@ -113,6 +113,11 @@ def _fuse(parts: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray
     return fused / total
 
 
+FUZZY_ROWS = 64
+"""Edit distance is measured against this many phrasings at most, the nearest by the TF-IDF views: a
+phrasing within the fuzzy floor of the question shares most of its character n-grams anyway."""
+
+
 def _fuzzy(index: FaqIndex, query: Document, rows: np.ndarray) -> np.ndarray:
     """Edit-distance similarity of short queries to the phrasings in ``rows`` (typos, dropped kana)."""
     settings = index.settings
@@ -191,6 +196,8 @@ def score_all(index: FaqIndex, query: Document, semantic: np.ndarray | None = No
     listed = np.zeros(index.size, dtype=bool)
     listed[shortlist] = True
     rows = np.flatnonzero(listed[index.variant_faq])
+    if len(rows) > FUZZY_ROWS:
+        rows = rows[np.argpartition(-variant_score[rows], FUZZY_ROWS)[:FUZZY_ROWS]]
     fuzzy = np.zeros_like(variant_score)
     fuzzy[rows] = _fuzzy(index, query, rows)
     per_variant["fuzzy"] = fuzzy
