@@ -192,12 +192,13 @@ def _web_user_ref(token: str) -> str:
 
 
 def build_assistant(settings: Settings, *, faq: FaqIndex | None = None, deliver_mail: bool | None = None,
-                    clock: Callable[[], datetime] | None = None) -> Assistant:
+                    clock: Callable[[], datetime] | None = None, model_in_background: bool = False) -> Assistant:
     """Everything wired from ``settings``; ``faq`` reuses a built index (tests), ``deliver_mail``
-    overrides whether a background worker delivers the outbox (default: on the embedded database)."""
+    overrides whether a background worker delivers the outbox (default: on the embedded database);
+    ``model_in_background``: a server starts answering before the semantic model has embedded the FAQ."""
     secret_key = resolve_secret_key(settings)
     settings = settings.model_copy(update={"secret_key": SecretStr(secret_key.decode("utf-8"))})
-    faq = faq or open_index(settings)
+    faq = faq or open_index(settings, background=model_in_background)
     handlers = build_handlers()
     intents = IntentIndex(
         load_intents(settings.intents_dir, frozenset(handlers)), faq.corpus.lexicon, faq.analyzer, INTENT_THRESHOLD

@@ -15,8 +15,8 @@ import pytest
 
 from bot.faq.corpus import load_corpus
 from bot.faq.evaluate import evaluate, load_cases
-from bot.faq.index import FaqIndex, build_index, open_index
-from bot.faq.matcher import Outcome, match
+from bot.faq.index import FaqIndex, build_index, open_index, start_semantic
+from bot.faq.matcher import Outcome, match, match_text, semantic_scores
 from bot.faq.semantic import Encoder
 from bot.settings import MatcherSettings, Settings
 from bot.text.tokens import Analyzer
@@ -132,6 +132,58 @@ def test_without_the_model_the_matcher_is_lexical_and_says_so(monkeypatch: pytes
     assert [r.getMessage() for r in caplog.records if "semantic model unavailable" in r.getMessage()]
     assert match(index, "JSUGNETのパスワードを忘れました").faq_id == "password-reset"
     assert match(index, "来月の東京の天気を教えてください").outcome is Outcome.FALLBACK
+
+
+class GatedEncoder:
+    """The real model, held back until the test opens the gate (a slow first start), or failing."""
+
+    def __init__(self, inner: Encoder, fail: bool = False) -> None:
+        self.inner, self.fail, self.gate = inner, fail, threading.Event()
+
+    def query(self, texts):  # type: ignore[no-untyped-def]
+        assert self.gate.wait(30)
+        if self.fail:
+            raise OSError("model file damaged")
+        return self.inner.query(texts)
+
+    def passage(self, texts):  # type: ignore[no-untyped-def]
+        return self.inner.passage(texts)
+
+
+def test_a_server_answers_on_the_lexical_views_while_the_model_embeds_the_faq(
+    encoder: Encoder, small_corpus: Path, settings: Settings, analyzer: Analyzer, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    index = build_index(load_corpus(small_corpus, settings.faq_dir), settings.matcher, analyzer)
+    gated = GatedEncoder(encoder)
+    question = "粗大ごみの出し方"
+
+    with caplog.at_level(logging.INFO, logger="bot.faq.index"):
+        loading = start_semantic(index, gated, tmp_path)
+        meanwhile = match(index, question)
+        assert index.semantic is None and semantic_scores(index, question, meanwhile) is None
+        gated.gate.set()
+        loading.join(60)
+
+    assert index.semantic is not None and index.semantic_calibration is not None
+    assert semantic_scores(index, question, match_text(index, question)) is not None
+    assert "semantic view ready" in caplog.text
+
+
+def test_a_model_that_fails_while_embedding_leaves_the_lexical_matcher_answering(
+    encoder: Encoder, small_corpus: Path, settings: Settings, analyzer: Analyzer, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    index = build_index(load_corpus(small_corpus, settings.faq_dir), settings.matcher, analyzer)
+    broken = GatedEncoder(encoder, fail=True)
+    broken.gate.set()
+
+    with caplog.at_level(logging.WARNING, logger="bot.faq.index"):
+        start_semantic(index, broken, tmp_path).join(60)
+
+    assert index.semantic is None
+    assert "semantic view not built (OSError: model file damaged)" in caplog.text
+    assert match(index, "粗大ごみの出し方").candidates
 
 
 def test_the_semantic_view_can_be_turned_off(tmp_path: Path) -> None:

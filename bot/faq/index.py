@@ -14,7 +14,10 @@ row, so an entry with many alternates does not make its own words look common.
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +37,8 @@ from bot.text.tokens import Analysis, Analyzer
 
 if TYPE_CHECKING:
     from bot.settings import Settings
+
+log = logging.getLogger(__name__)
 
 FIELDS = ("chars", "words", "reading")
 
@@ -213,9 +218,8 @@ def build_index(
     starts = np.flatnonzero(np.r_[True, faq_of[1:] != faq_of[:-1]])
     semantic = None
     if encoder is not None:
-        passages = [f"{entry.question}\n{answer}" for entry, answer in zip(corpus.entries, answer_texts, strict=True)]
-        semantic = build_semantic(encoder, variant_texts, passages, starts, cache_dir, settings.semantic_wait_seconds,
-                                  corpus.unanswered)
+        semantic = build_semantic(encoder, variant_texts, _passages(corpus), starts, cache_dir,
+                                  settings.semantic_wait_seconds, corpus.unanswered)
     return FaqIndex(
         corpus=corpus,
         settings=settings,
@@ -237,6 +241,11 @@ def build_index(
         semantic=semantic,
         semantic_calibration=semantic_calibration,
     )
+
+
+def _passages(corpus: Corpus) -> list[str]:
+    """What the model reads of each entry: its question and its answer as a member sees it."""
+    return [f"{entry.question}\n{corpus.render_answer(entry)[0]}" for entry in corpus.entries]
 
 
 def _word_focus(space: FieldSpace, faq_of: np.ndarray) -> np.ndarray:
@@ -296,9 +305,45 @@ def _counter(name: str) -> CountVectorizer:
     return CountVectorizer(analyzer="char", ngram_range=(2, 3), lowercase=False, dtype=np.float32)
 
 
-def open_index(settings: "Settings", source: Path | None = None) -> FaqIndex:
+def open_index(settings: "Settings", source: Path | None = None, *, background: bool = False) -> FaqIndex:
     """The index of ``source`` (a corpus folder, faq.yaml or .jsonl), by default the configured corpus,
-    with the semantic view unless ``JSUG_MATCHER__SEMANTIC=false`` or the model cannot load."""
+    with the semantic view unless ``JSUG_MATCHER__SEMANTIC=false`` or the model cannot load.
+
+    With ``background`` the index is returned as soon as its lexical views are built and the semantic
+    view joins it when the corpus is embedded (a minute at a first start on two cores): a server
+    binds its port and answers at once, instead of being taken for dead by a platform's boot timeout."""
     corpus = load_corpus(source or settings.faq_dir, settings.faq_dir)
     encoder = load_encoder() if settings.matcher.semantic else None
-    return build_index(corpus, settings.matcher, encoder=encoder, cache_dir=settings.cache_dir)
+    if not background or encoder is None:
+        return build_index(corpus, settings.matcher, encoder=encoder, cache_dir=settings.cache_dir)
+    index = build_index(corpus, settings.matcher)
+    start_semantic(index, encoder, settings.cache_dir)
+    return index
+
+
+def start_semantic(index: FaqIndex, encoder: Encoder, cache_dir: Path | None) -> threading.Thread:
+    """Embed the corpus in a daemon thread and attach the semantic view to ``index`` when done.
+    Until then the matcher decides on the lexical views, as on a machine without the model."""
+    thread = threading.Thread(target=_attach_semantic, args=(index, encoder, cache_dir), name="semantic-view",
+                              daemon=True)
+    log.info("semantic view: embedding the FAQ in the background; the lexical views answer until it is ready")
+    thread.start()
+    return thread
+
+
+def _attach_semantic(index: FaqIndex, encoder: Encoder, cache_dir: Path | None) -> None:
+    started = time.perf_counter()
+    corpus = index.corpus
+    try:
+        calibration = (load_calibration(SEMANTIC_CALIBRATION_FILE, SEMANTIC_FEATURES)
+                       if index.calibration is not None else None)
+        view = build_semantic(encoder, index.variant_texts, _passages(corpus), index.variant_starts, cache_dir,
+                              index.settings.semantic_wait_seconds, corpus.unanswered)
+    except Exception as exc:  # noqa: BLE001 — whatever failed, the lexical matcher goes on answering
+        log.warning("semantic view not built (%s: %s); the matcher runs on its lexical views only",
+                    type(exc).__name__, exc)
+        return
+    # The calibration first: a question that sees the view must find the calibration that reads it.
+    index.semantic_calibration = calibration
+    index.semantic = view
+    log.info("semantic view ready after %.1f s", time.perf_counter() - started)

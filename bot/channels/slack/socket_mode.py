@@ -46,7 +46,7 @@ def connect(slack: SlackChannel, settings: Settings) -> SocketModeHandler:
 def run_socket_mode(settings: Settings) -> None:
     """Run until SIGTERM or Ctrl+C, then close the connection, the poster and the database."""
     require_slack_settings(settings, socket_mode=True)
-    assistant = build_assistant(settings)
+    assistant = build_assistant(settings, model_in_background=True)
     try:
         slack = create_slack_app(settings, assistant, socket_mode=True)
         slack.start()

@@ -32,7 +32,7 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.assistant = assistant or build_assistant(settings)
+        app.state.assistant = assistant or build_assistant(settings, model_in_background=True)
         app.state.rate_limits = RateLimits(settings.web)
         app.state.slack = None
         try:
