@@ -121,7 +121,8 @@ class FieldSpace:
 
 @dataclass
 class FaqIndex:
-    """Everything the matcher needs, immutable after ``build_index``."""
+    """Everything the matcher needs, immutable after ``build_index``, but for the semantic view and its
+    calibration, which a server may attach once, later (``start_semantic``)."""
 
     corpus: Corpus
     settings: MatcherSettings
