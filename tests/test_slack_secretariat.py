@@ -33,8 +33,15 @@ def slack_inquiry(slack: SlackHarness, user: str = TANAKA) -> SecretariatRequest
 
 
 def posted_request(slack: SlackHarness, request_id: int) -> Call:
+    """The request's post in the secretariat channel, once the poster has also recorded where it is.
+    The poster records the post's ts after Slack answered; a staff reply sent in between (a test
+    replies within milliseconds, a person does not) would find no request behind the thread."""
     [post] = slack.fake.wait_for("chat.postMessage", where=lambda c: c.args.get("channel") == SECRETARIAT
                                  and f"#{request_id}" in c.args.get("text", ""))
+    deadline = time.monotonic() + 10
+    while slack.assistant.secretariat.announcement_of(request_id) is None:
+        assert time.monotonic() < deadline, f"request {request_id}'s post was never recorded"
+        time.sleep(0.02)
     return post
 
 
