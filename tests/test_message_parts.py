@@ -37,6 +37,14 @@ def test_a_question_for_a_date_the_faq_does_not_hold_is_at_most_suggested(jsug_i
     assert match(jsug_index, "部会に参加するにはどうすればいいですか").outcome is not Outcome.FALLBACK
 
 
+def test_a_question_for_a_count_the_faq_does_not_hold_is_at_most_suggested(jsug_index: FaqIndex) -> None:
+    """The member list's entry says where the list is, not how many companies are on it; the
+    JSUGNET entry does say how many may register (何名でも), so that question is still answered."""
+    assert match(jsug_index, "会員企業って何社あるの？").outcome is not Outcome.ANSWER
+    result = match(jsug_index, "JSUGNETには社員が何人まで登録できますか")
+    assert (result.outcome, result.faq_id) == (Outcome.ANSWER, "jsugnet-registration")
+
+
 def test_every_asking_sentence_is_matched_on_its_own_when_the_background_asks_too(jsug_index: FaqIndex) -> None:
     """「…知りたいと思っています」 reads as asking (〜たい), yet it is background: the product it names
     must not veto the sentence that asks for the password."""
