@@ -146,6 +146,9 @@ class FaqIndex:
     """The words the entries use (the unanswered questions' words are not the corpus's)."""
     word_entries: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     """Per word of the words view: how many entries use it."""
+    off_topic_used: tuple[frozenset[str], ...] = ()
+    """Per entry: the off-topic words it uses itself, found as in a question (whole words for
+    English): "fi" in an alternate's "finance" does not make the entry one about SAP FI."""
     word_focus: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
     """Per word of the words view: the share of the phrasings using it that belong to one entry,
     the one with most of them (1.0: a word of one entry only; 0 for a word no phrasing uses)."""
@@ -158,15 +161,6 @@ class FaqIndex:
         """The words of an entry's phrasings and answer (for explanations)."""
         row = self.entry_terms.indices[self.entry_terms.indptr[number] : self.entry_terms.indptr[number + 1]]
         return frozenset(self.spaces["words"].terms[row])
-
-    def entry_text(self, number: int) -> str:
-        entry = self.corpus.entries[number]
-        return clean("\n".join((entry.question, *entry.alternates, entry.answer)))
-
-    def entry_off_topic(self, number: int) -> frozenset[str]:
-        """The off-topic words an entry itself uses, found as in a question (whole words for
-        English): "fi" in an alternate's "finance" does not make the entry one about SAP FI."""
-        return frozenset(self.normalizer.off_topic_terms(self.entry_text(number)))
 
     def document(self, text: str) -> Document:
         """A member's question, normalised and analysed like the corpus."""
@@ -236,12 +230,17 @@ def build_index(
         corpus_words=frozenset(spaces["words"].terms[word_entries > 0]),
         word_entries=word_entries,
         word_focus=_word_focus(spaces["words"], faq_of),
+        off_topic_used=tuple(frozenset(normalizer.off_topic_terms(_entry_text(entry))) for entry in corpus.entries),
         calibration=calibration or None,
         polar_entries={kind: np.array([i for i, e in enumerate(corpus.entries) if e.polarity == kind], dtype=np.intp)
                        for kind in POLARITIES},
         semantic=semantic,
         semantic_calibration=semantic_calibration,
     )
+
+
+def _entry_text(entry: FaqEntry) -> str:
+    return clean("\n".join((entry.question, *entry.alternates, entry.answer)))
 
 
 def _passages(corpus: Corpus) -> list[str]:

@@ -464,8 +464,7 @@ def match_text(index: FaqIndex, text: str, semantic: np.ndarray | None = None,
     runner_up = candidates[1].score if len(candidates) > 1 else 0.0
     confidence, relevance = _probabilities(index, query, candidates, int(order[0]), semantic)
     threshold = s.answer_threshold if semantic is None else s.semantic_answer_threshold
-    used = index.entry_off_topic(int(order[0])) if query.normalized.off_topic else frozenset()
-    off_topic = [t for t in query.normalized.off_topic if t not in used]
+    off_topic = [t for t in query.normalized.off_topic if t not in index.off_topic_used[int(order[0])]]
     unanswered = closest_unanswered(index, text, scores, int(order[0])) if heed_unanswered else None
     suggestions: list[str]
     if off_topic or unanswered:
