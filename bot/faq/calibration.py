@@ -40,6 +40,7 @@ FEATURES = (
     "unseen",
     "coverage",
     "length",
+    "unanswered_lead",
 )
 SEMANTIC_FEATURES = (*FEATURES, "semantic", "semantic_margin", "semantic_agrees")
 

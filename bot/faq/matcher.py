@@ -66,6 +66,9 @@ class MatchResult:
     """Whether the lexical views were unsure and the message was matched again (semantic view, sentences)."""
     unanswered_match: str | None = None
     """The unanswered question (``unanswered.yaml``) the message is closer to than to the best FAQ."""
+    unanswered_lead: float = 0.0
+    """How much nearer the message is to the nearest unanswered question than to the best FAQ's
+    nearest phrasing, by the lexical views (a calibration signal; above ``unanswered_margin``, a veto)."""
 
     @property
     def ranked(self) -> list[str]:
@@ -86,6 +89,7 @@ class MatchResult:
             "question_part": self.question_part,
             "slow_path": self.slow_path,
             "unanswered_match": self.unanswered_match,
+            "unanswered_lead": round(self.unanswered_lead, 4),
             "truncated": self.truncated,
             "candidates": [c.as_dict() for c in self.candidates],
         }
@@ -234,7 +238,8 @@ def _candidates(index: FaqIndex, scores: Scores, order: np.ndarray) -> list[Cand
     ]
 
 
-def features(index: FaqIndex, query: Document, candidates: list[Candidate], top_faq: int) -> list[float]:
+def features(index: FaqIndex, query: Document, candidates: list[Candidate], top_faq: int,
+             unanswered_lead: float) -> list[float]:
     """The signals of the best candidate that the calibration reads (see ``calibration.FEATURES``)."""
     top = candidates[0]
     runner_up = candidates[1].score if len(candidates) > 1 else 0.0
@@ -258,6 +263,7 @@ def features(index: FaqIndex, query: Document, candidates: list[Candidate], top_
         unseen,
         coverage,
         math.log1p(len(query.normalized.chars)),
+        unanswered_lead,
     ]
 
 
@@ -270,32 +276,40 @@ def semantic_features(semantic: np.ndarray, top_faq: int) -> list[float]:
 
 
 def _probabilities(index: FaqIndex, query: Document, candidates: list[Candidate], top_faq: int,
-                   semantic: np.ndarray | None) -> tuple[float, float]:
+                   semantic: np.ndarray | None, lead: float) -> tuple[float, float]:
     """(confidence that the best candidate is right, confidence that the question is in scope)."""
     if semantic is not None and index.semantic_calibration is not None:
-        signals = features(index, query, candidates, top_faq) + semantic_features(semantic, top_faq)
+        signals = features(index, query, candidates, top_faq, lead) + semantic_features(semantic, top_faq)
         return index.semantic_calibration.probabilities(signals)
     if index.calibration is not None:
-        return index.calibration.probabilities(features(index, query, candidates, top_faq))
+        return index.calibration.probabilities(features(index, query, candidates, top_faq, lead))
     return candidates[0].score, candidates[0].score
 
 
 OPPOSITE_PENALTY = 0.4
 
 
-def closest_unanswered(index: FaqIndex, text: str, scores: Scores, faq: int) -> str | None:
-    """The unanswered question the message is clearly closer to than to any phrasing of its best
-    FAQ (by the same lexical views), or None: 「年会費の領収書がほしい」 is nearer to an unanswered
+NO_UNANSWERED_LEAD = -0.3
+"""The lead of a message decided without the unanswered questions: a typical in-scope question's."""
+
+
+def unanswered_lead(index: FaqIndex, text: str, scores: Scores, faq: int) -> float:
+    """How much nearer (by the lexical views) the message is to the nearest unanswered question than
+    to the nearest phrasing of ``faq``. The calibration reads it, and above ``unanswered_margin`` it
+    sends the message to the secretariat: 「年会費の領収書がほしい」 is nearer to an unanswered
     「領収書を発行してもらえますか」 than to the billing entry's 「請求書の宛先を変えたい」.
-    English messages are exempt: they meet the Japanese phrasings only through the glossary, so
-    an English unanswered question would beat them on its English words alone."""
-    if not len(scores.unanswered):
+    English messages are decided without the list: they meet the Japanese phrasings only through
+    the glossary, so an English unanswered question would beat them on its English words alone."""
+    if not len(scores.unanswered) or is_english(text):
+        return NO_UNANSWERED_LEAD
+    return float(scores.unanswered.max()) - float(scores.by_row[scores.best_row(index, faq)])
+
+
+def closest_unanswered(index: FaqIndex, scores: Scores, lead: float) -> str | None:
+    """The unanswered question a message with this ``lead`` is sent to the secretariat for, or None."""
+    if lead <= index.settings.unanswered_margin:
         return None
-    closest = int(np.argmax(scores.unanswered))
-    phrasing = float(scores.by_row[scores.best_row(index, faq)])
-    if float(scores.unanswered[closest]) <= phrasing + index.settings.unanswered_margin or is_english(text):
-        return None
-    return index.corpus.unanswered[closest]
+    return index.corpus.unanswered[int(np.argmax(scores.unanswered))]
 
 
 def _clears_floor(index: FaqIndex, text: str, scores: Scores, faq: int) -> bool:
@@ -462,10 +476,11 @@ def match_text(index: FaqIndex, text: str, semantic: np.ndarray | None = None,
     candidates = _candidates(index, scores, order)
     top = candidates[0]
     runner_up = candidates[1].score if len(candidates) > 1 else 0.0
-    confidence, relevance = _probabilities(index, query, candidates, int(order[0]), semantic)
+    lead = unanswered_lead(index, text, scores, int(order[0])) if heed_unanswered else NO_UNANSWERED_LEAD
+    confidence, relevance = _probabilities(index, query, candidates, int(order[0]), semantic, lead)
     threshold = s.answer_threshold if semantic is None else s.semantic_answer_threshold
     off_topic = [t for t in query.normalized.off_topic if t not in index.off_topic_used[int(order[0])]]
-    unanswered = closest_unanswered(index, text, scores, int(order[0])) if heed_unanswered else None
+    unanswered = closest_unanswered(index, scores, lead)
     suggestions: list[str]
     if off_topic or unanswered:
         outcome, faq_id, suggestions = Outcome.FALLBACK, None, []
@@ -496,4 +511,5 @@ def match_text(index: FaqIndex, text: str, semantic: np.ndarray | None = None,
         query=query,
         top_faq=int(order[0]),
         unanswered_match=unanswered,
+        unanswered_lead=lead,
     )

@@ -59,7 +59,7 @@ def _semantic_rows(index: FaqIndex, case: EvalCase, rows: Rows) -> None:
             continue
         result = match_text(index, text, semantic)
         if result.candidates and result.query is not None:
-            row = features(index, result.query, result.candidates, result.top_faq)
+            row = features(index, result.query, result.candidates, result.top_faq, result.unanswered_lead)
             rows.add(row + semantic_features(semantic, result.top_faq), result, case)
 
 
@@ -78,7 +78,8 @@ def training_rows(
         for case in load_cases(questions, {e.id for e in index.corpus.entries}):
             result = match(lexical_index, case.query)
             if result.candidates and result.query is not None:
-                lexical.add(features(lexical_index, result.query, result.candidates, result.top_faq), result, case)
+                lexical.add(features(lexical_index, result.query, result.candidates, result.top_faq,
+                                     result.unanswered_lead), result, case)
             if semantic is not None:
                 _semantic_rows(index, case, semantic)
     return lexical, semantic
