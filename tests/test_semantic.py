@@ -283,7 +283,7 @@ def test_unseen_questions_keep_the_wrong_answer_and_fallback_targets(jsug_semant
     holdout = _report(jsug_semantic_index, "holdout_questions.jsonl")
     assert holdout["wrong_answer_rate"] <= WRONG_ANSWER_TARGET
     assert holdout["out_of_scope_fallback"] >= 0.95
-    assert holdout["in_scope_answered_correctly"] >= 0.70
+    assert holdout["in_scope_answered_correctly"] >= 0.78
     assert holdout["top3_recall"] >= 0.97
 
 
@@ -298,15 +298,15 @@ def test_a_fresh_held_out_set_meets_the_ranking_goal_and_holds_its_measured_leve
     """``fresh_holdout.jsonl``: 250 messages in every style, written by a helper from the FAQ page
     alone after the matcher was built, never fitted on, its misses never read (only its totals, to
     compare variants of issue 9's changes). The ranking meets
-    issue 9's goal (97 %); the decision is held at the levels measured when the set was written
-    (wrong answers 2.4 % there, above the 2 % goal: near-misses)."""
+    issue 9's goal (97 %), and since the calibration reads the unanswered questions' lead so do
+    the wrong answers, the out-of-scope fallback and the bare fallback."""
     fresh = _report(jsug_semantic_index, "fresh_holdout.jsonl")
     assert fresh["top1_accuracy"] >= 0.97
     assert fresh["top3_recall"] >= 0.99
-    assert fresh["in_scope_answered_correctly"] >= 0.80
-    assert fresh["wrong_answer_rate"] <= 0.025
-    assert fresh["out_of_scope_fallback"] >= 0.80
-    assert fresh["in_scope_bare_fallback"] <= 0.10
+    assert fresh["in_scope_answered_correctly"] >= 0.88
+    assert fresh["wrong_answer_rate"] <= WRONG_ANSWER_TARGET
+    assert fresh["out_of_scope_fallback"] >= 0.95
+    assert fresh["in_scope_bare_fallback"] <= 0.05
 
 
 def test_a_second_unseen_set_of_plain_questions_holds_its_measured_levels(jsug_semantic_index: FaqIndex) -> None:
@@ -315,9 +315,10 @@ def test_a_second_unseen_set_of_plain_questions_holds_its_measured_levels(jsug_s
     guards at the levels measured with the shipped data, not the issue's goals."""
     plain = _report(jsug_semantic_index, "fresh2_plain.jsonl")
     assert plain["top1_accuracy"] >= 0.96
-    assert plain["in_scope_answered_correctly"] >= 0.87
+    assert plain["in_scope_answered_correctly"] >= 0.89
     assert plain["wrong_answer_rate"] <= WRONG_ANSWER_TARGET
     assert plain["out_of_scope_fallback"] >= 0.95
+    assert plain["in_scope_bare_fallback"] <= 0.05
 
 
 def test_a_second_unseen_set_of_hard_messages_holds_its_measured_levels(jsug_semantic_index: FaqIndex) -> None:
@@ -328,9 +329,29 @@ def test_a_second_unseen_set_of_hard_messages_holds_its_measured_levels(jsug_sem
     hard = _report(jsug_semantic_index, "fresh2_hard.jsonl")
     assert hard["top1_accuracy"] >= 0.96
     assert hard["in_scope_answered_correctly"] >= 0.88
-    assert hard["wrong_answer_rate"] <= 0.025  # the issue's 2 % is not met here (see README "Quality")
-    assert hard["out_of_scope_fallback"] >= 0.88
+    assert hard["wrong_answer_rate"] <= WRONG_ANSWER_TARGET
+    assert hard["out_of_scope_fallback"] >= 0.94  # measured 95.6 %: 85 of its 90 would be 94.4 %
     assert hard["in_scope_bare_fallback"] <= 0.05
+
+
+def test_the_first_held_out_set_of_hard_messages_holds_its_measured_levels(jsug_semantic_index: FaqIndex) -> None:
+    """``hard_holdout.jsonl``: 173 hard messages never fitted on. Its wrong answers (2.3 %) are
+    above issue 9's 2 % (see README "Quality"); the guard holds the measured levels."""
+    hard = _report(jsug_semantic_index, "hard_holdout.jsonl")
+    assert hard["top1_accuracy"] >= 0.96
+    assert hard["in_scope_answered_correctly"] >= 0.82
+    assert hard["wrong_answer_rate"] <= 0.025
+    assert hard["out_of_scope_fallback"] >= 0.92
+    assert hard["in_scope_bare_fallback"] <= 0.07
+
+
+def test_the_unfitted_development_set_keeps_wrong_answers_under_the_target(jsug_semantic_index: FaqIndex) -> None:
+    """``hard_dev2.jsonl``: read while developing, never fitted on; the set the answer threshold is
+    judged on (see README "Quality")."""
+    hard = _report(jsug_semantic_index, "hard_dev2.jsonl")
+    assert hard["wrong_answer_rate"] <= WRONG_ANSWER_TARGET
+    assert hard["in_scope_answered_correctly"] >= 0.86
+    assert hard["out_of_scope_fallback"] >= 0.92
 
 
 def test_opposite_intents_are_not_confused_on_the_slow_path_either(jsug_semantic_index: FaqIndex) -> None:

@@ -11,7 +11,16 @@ import pytest
 
 from bot.faq.corpus import Corpus, CorpusError, load_corpus
 from bot.faq.index import FaqIndex, build_index
-from bot.faq.matcher import Outcome, match, match_text, score_all
+from bot.faq.matcher import (
+    NO_UNANSWERED_LEAD,
+    Outcome,
+    features,
+    match,
+    match_text,
+    score_all,
+    semantic_features,
+    semantic_scores,
+)
 from bot.faq.semantic import Encoder
 from bot.faq.validate import validate
 from bot.settings import Settings
@@ -61,6 +70,7 @@ def test_a_question_near_an_unanswered_one_goes_to_the_secretariat(
     assert (result.outcome, result.faq_id) == (Outcome.FALLBACK, None)
     assert result.unanswered_match in jsug_corpus.unanswered and "更新頻度" in result.unanswered_match
     assert result.as_dict()["unanswered_match"] == result.unanswered_match  # --explain shows why
+    assert result.as_dict()["unanswered_lead"] > jsug_index.settings.unanswered_margin
 
 
 def test_a_question_its_faq_answers_is_answered_though_it_shares_words_with_an_unanswered_one(
@@ -93,8 +103,40 @@ def test_an_english_question_is_not_sent_away_by_the_english_words_of_an_unanswe
 
     result = match(jsug_index, question)
 
-    assert result.unanswered_match is None
+    assert result.unanswered_match is None and result.unanswered_lead == NO_UNANSWERED_LEAD
     assert result.ranked[0] == "member-companies"
+
+
+LEADS = (-0.6, -0.3, -0.1, 0.0)
+
+
+def _falls_with_the_lead(probabilities: list[tuple[float, float]]) -> bool:
+    confidences = [confidence for confidence, _ in probabilities]
+    relevances = [relevance for _, relevance in probabilities]
+    return all(values == sorted(values, reverse=True) and values[0] > values[-1] for values in (confidences, relevances))
+
+
+def test_the_nearer_a_message_is_to_an_unanswered_question_the_less_sure_its_answer(
+    jsug_index: FaqIndex, semantic_index: FaqIndex
+) -> None:
+    """Below the veto the lead still counts: the calibrations (lexical and semantic) read it, so a
+    message that is almost as near to an unanswered question as to its FAQ is answered less surely
+    and is less often taken for a question the FAQ answers at all."""
+    question = "請求書の送付先を経理部に変更したい"
+    lexical = match_text(jsug_index, question)
+    semantic = semantic_scores(semantic_index, question, match_text(semantic_index, question))
+    assert semantic is not None
+    slow = match_text(semantic_index, question, semantic)
+    assert lexical.query is not None and slow.query is not None
+    assert jsug_index.calibration is not None and semantic_index.semantic_calibration is not None
+
+    fast_path = [jsug_index.calibration.probabilities(
+        features(jsug_index, lexical.query, lexical.candidates, lexical.top_faq, lead)) for lead in LEADS]
+    slow_path = [semantic_index.semantic_calibration.probabilities(
+        features(semantic_index, slow.query, slow.candidates, slow.top_faq, lead)
+        + semantic_features(semantic, slow.top_faq)) for lead in LEADS]
+
+    assert _falls_with_the_lead(fast_path) and _falls_with_the_lead(slow_path)
 
 
 # === how the list is read ===========================================================================
@@ -181,7 +223,7 @@ def test_the_model_overrules_an_unanswered_question_that_is_nearer_only_in_words
 
     result, without = match(semantic_index, question), match(semantic_without_list, question)
 
-    assert result.unanswered_match is None
+    assert result.unanswered_match is None and result.unanswered_lead == NO_UNANSWERED_LEAD
     # Without the list the message is answered on the fast path; with it, the unanswered question
     # sends it to the slow path, where the model's scores join the ranking: the answer is the same.
     assert (result.outcome, result.faq_id) == (without.outcome, without.faq_id) == (Outcome.ANSWER, "company-name-change")
