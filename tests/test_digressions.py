@@ -50,7 +50,20 @@ def test_choosing_to_go_on_keeps_the_flow_where_it_was(demo_assistant: Assistant
     assert say(demo_assistant, "nobody-at-all@example.net")[0].text == message("password_reset_requested", minutes=30)
 
 
-@pytest.mark.parametrize("typed", ["tanaka@example", "tanaka at example.com", "たなか@example.com"])
+def test_a_question_the_faq_does_not_answer_is_offered_too_not_taken_for_a_mistyped_address(
+        demo_assistant: Assistant) -> None:
+    say(demo_assistant, action="start:newsletter_optout")
+
+    offer = say(demo_assistant, "総会の議事録はどこで見られますか")
+
+    assert message("identity_email_invalid") not in [r.text for r in offer]
+    assert actions(offer) == ["digress:answer", "digress:resume"]
+    answered = say(demo_assistant, action="digress:answer")
+    assert answered[0].kind != "answer" and "digress:resume" in actions(answered)
+    assert say(demo_assistant, action="digress:resume")[-1].text == message("identity_intro")
+
+
+@pytest.mark.parametrize("typed", ["tanaka@example", "tanaka at example.com", "たなか@example.com", "たなか たろう"])
 def test_a_mistyped_address_is_still_taken_as_an_address(demo_assistant: Assistant, typed: str) -> None:
     say(demo_assistant, action="start:newsletter_optout")
     replies = say(demo_assistant, typed)

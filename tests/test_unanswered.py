@@ -131,9 +131,9 @@ def test_the_nearer_a_message_is_to_an_unanswered_question_the_less_sure_its_ans
     assert jsug_index.calibration is not None and semantic_index.semantic_calibration is not None
 
     fast_path = [jsug_index.calibration.probabilities(
-        features(jsug_index, lexical.query, lexical.candidates, lexical.top_faq, lead)) for lead in LEADS]
+        features(jsug_index, lexical.query, lexical.candidates, lexical.top_faq, lead, lexical.neighbours)) for lead in LEADS]
     slow_path = [semantic_index.semantic_calibration.probabilities(
-        features(semantic_index, slow.query, slow.candidates, slow.top_faq, lead)
+        features(semantic_index, slow.query, slow.candidates, slow.top_faq, lead, slow.neighbours)
         + semantic_features(semantic, slow.top_faq)) for lead in LEADS]
 
     assert _falls_with_the_lead(fast_path) and _falls_with_the_lead(slow_path)

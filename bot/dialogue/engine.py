@@ -64,6 +64,16 @@ class EngineInputError(ValueError):
     """A channel called the engine wrongly (unknown channel, missing user reference)."""
 
 
+QUESTION_FORMS = ("?", "？", "ですか", "ますか", "でしょうか", "教えて", "ください", "下さい", "いくら", "どう", "どこ",
+                  "いつ", "何", "なぜ", "知りたい")
+"""What makes typed text a question even when the FAQ does not know it (「年会費はいくらですか」): at
+a step that waits for an address or a code it is then no mistyped address."""
+
+
+def _reads_as_question(said: str) -> bool:
+    return any(form in said for form in QUESTION_FORMS)
+
+
 @dataclass(frozen=True)
 class Form:
     """A filled-in form a channel collected in one go (the widget's inquiry form): the handler to
@@ -346,7 +356,7 @@ class Engine:
             return True
         result = match(self.faq, said)
         if result.outcome is Outcome.FALLBACK or not result.ranked:
-            return False
+            return _reads_as_question(said)  # one the FAQ does not answer goes to the secretariat, not lost
         entry = self.faq.corpus.get(result.ranked[0])
         return entry is None or handler is None or entry.action != handler.name  # not about this flow itself
 

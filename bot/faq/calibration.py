@@ -41,6 +41,7 @@ FEATURES = (
     "coverage",
     "length",
     "unanswered_lead",
+    "neighbours",
 )
 SEMANTIC_FEATURES = (*FEATURES, "semantic", "semantic_margin", "semantic_agrees")
 

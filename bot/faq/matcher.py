@@ -69,6 +69,8 @@ class MatchResult:
     unanswered_lead: float = 0.0
     """How much nearer the message is to the nearest unanswered question than to the best FAQ's
     nearest phrasing, by the lexical views (a calibration signal; above ``unanswered_margin``, a veto)."""
+    neighbours: float = 0.0
+    """The share of the 10 phrasings nearest to the message that belong to the best FAQ (a calibration signal)."""
 
     @property
     def ranked(self) -> list[str]:
@@ -90,6 +92,7 @@ class MatchResult:
             "slow_path": self.slow_path,
             "unanswered_match": self.unanswered_match,
             "unanswered_lead": round(self.unanswered_lead, 4),
+            "neighbours": self.neighbours,
             "truncated": self.truncated,
             "candidates": [c.as_dict() for c in self.candidates],
         }
@@ -239,7 +242,7 @@ def _candidates(index: FaqIndex, scores: Scores, order: np.ndarray) -> list[Cand
 
 
 def features(index: FaqIndex, query: Document, candidates: list[Candidate], top_faq: int,
-             unanswered_lead: float) -> list[float]:
+             unanswered_lead: float, neighbours: float) -> list[float]:
     """The signals of the best candidate that the calibration reads (see ``calibration.FEATURES``)."""
     top = candidates[0]
     runner_up = candidates[1].score if len(candidates) > 1 else 0.0
@@ -264,6 +267,7 @@ def features(index: FaqIndex, query: Document, candidates: list[Candidate], top_
         coverage,
         math.log1p(len(query.normalized.chars)),
         unanswered_lead,
+        neighbours,
     ]
 
 
@@ -276,13 +280,13 @@ def semantic_features(semantic: np.ndarray, top_faq: int) -> list[float]:
 
 
 def _probabilities(index: FaqIndex, query: Document, candidates: list[Candidate], top_faq: int,
-                   semantic: np.ndarray | None, lead: float) -> tuple[float, float]:
+                   semantic: np.ndarray | None, lead: float, neighbours: float) -> tuple[float, float]:
     """(confidence that the best candidate is right, confidence that the question is in scope)."""
+    signals = features(index, query, candidates, top_faq, lead, neighbours)
     if semantic is not None and index.semantic_calibration is not None:
-        signals = features(index, query, candidates, top_faq, lead) + semantic_features(semantic, top_faq)
-        return index.semantic_calibration.probabilities(signals)
+        return index.semantic_calibration.probabilities(signals + semantic_features(semantic, top_faq))
     if index.calibration is not None:
-        return index.calibration.probabilities(features(index, query, candidates, top_faq, lead))
+        return index.calibration.probabilities(signals)
     return candidates[0].score, candidates[0].score
 
 
@@ -303,6 +307,17 @@ def unanswered_lead(index: FaqIndex, text: str, scores: Scores, faq: int) -> flo
     if not len(scores.unanswered) or is_english(text):
         return NO_UNANSWERED_LEAD
     return float(scores.unanswered.max()) - float(scores.by_row[scores.best_row(index, faq)])
+
+
+NEIGHBOURS = 10
+
+
+def neighbour_share(index: FaqIndex, scores: Scores, faq: int) -> float:
+    """The share of the phrasings nearest to the message that are ``faq``'s: a message about an entry
+    meets many of its phrasings, a borderline one meets a few of several entries'."""
+    rows = scores.by_row
+    nearest = np.argpartition(-rows, NEIGHBOURS)[:NEIGHBOURS] if len(rows) > NEIGHBOURS else np.arange(len(rows))
+    return float(np.count_nonzero(index.variant_faq[nearest] == faq)) / NEIGHBOURS
 
 
 def closest_unanswered(index: FaqIndex, scores: Scores, lead: float) -> str | None:
@@ -477,7 +492,8 @@ def match_text(index: FaqIndex, text: str, semantic: np.ndarray | None = None,
     top = candidates[0]
     runner_up = candidates[1].score if len(candidates) > 1 else 0.0
     lead = unanswered_lead(index, text, scores, int(order[0])) if heed_unanswered else NO_UNANSWERED_LEAD
-    confidence, relevance = _probabilities(index, query, candidates, int(order[0]), semantic, lead)
+    neighbours = neighbour_share(index, scores, int(order[0]))
+    confidence, relevance = _probabilities(index, query, candidates, int(order[0]), semantic, lead, neighbours)
     threshold = s.answer_threshold if semantic is None else s.semantic_answer_threshold
     off_topic = [t for t in query.normalized.off_topic if t not in index.off_topic_used[int(order[0])]]
     unanswered = closest_unanswered(index, scores, lead)
@@ -512,4 +528,5 @@ def match_text(index: FaqIndex, text: str, semantic: np.ndarray | None = None,
         top_faq=int(order[0]),
         unanswered_match=unanswered,
         unanswered_lead=lead,
+        neighbours=neighbours,
     )

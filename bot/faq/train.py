@@ -59,7 +59,8 @@ def _semantic_rows(index: FaqIndex, case: EvalCase, rows: Rows) -> None:
             continue
         result = match_text(index, text, semantic)
         if result.candidates and result.query is not None:
-            row = features(index, result.query, result.candidates, result.top_faq, result.unanswered_lead)
+            row = features(index, result.query, result.candidates, result.top_faq, result.unanswered_lead,
+                           result.neighbours)
             rows.add(row + semantic_features(semantic, result.top_faq), result, case)
 
 
@@ -79,7 +80,7 @@ def training_rows(
             result = match(lexical_index, case.query)
             if result.candidates and result.query is not None:
                 lexical.add(features(lexical_index, result.query, result.candidates, result.top_faq,
-                                     result.unanswered_lead), result, case)
+                                     result.unanswered_lead, result.neighbours), result, case)
             if semantic is not None:
                 _semantic_rows(index, case, semantic)
     return lexical, semantic
