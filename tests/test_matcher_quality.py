@@ -9,13 +9,21 @@ guards at today's level, below the issue's 95 % target (see README, "Quality").
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
+from bot.faq.calibration import (
+    CALIBRATION_FILE,
+    FEATURES,
+    SEMANTIC_CALIBRATION_FILE,
+    SEMANTIC_FEATURES,
+    load_calibration,
+)
 from bot.faq.corpus import load_corpus
 from bot.faq.evaluate import EvalCase, evaluate, load_cases
 from bot.faq.index import FaqIndex, build_index
-from bot.faq.matcher import match
+from bot.faq.matcher import features, match, match_text
 from bot.settings import Settings
 from bot.text.normalize import clean
 from bot.text.tokens import Analyzer
@@ -113,8 +121,31 @@ def test_two_close_faqs_give_suggestions_not_a_coin_toss(jsug_index: FaqIndex) -
     assert 2 <= len(result.suggestions) <= 3
 
 
+@pytest.mark.parametrize("path, names", [(CALIBRATION_FILE, FEATURES), (SEMANTIC_CALIBRATION_FILE, SEMANTIC_FEATURES)])
+def test_both_calibrations_take_agreeing_neighbours_for_sureness_and_a_near_unanswered_question_for_doubt(
+        path: Path, names: tuple[str, ...]) -> None:
+    """Whether the answer is right reads both signals; whether the question is in scope at all (a
+    right answer in the top three) reads the lead: the neighbours say little about the runners-up."""
+    calibration = load_calibration(path, names)
+    assert calibration.answer.coef[names.index("neighbours")] > 0
+    for model in (calibration.answer, calibration.relevant):
+        assert model.coef[names.index("unanswered_lead")] < 0
+
+
+def test_the_more_of_the_nearest_phrasings_are_the_best_faqs_the_surer_its_answer(jsug_index: FaqIndex) -> None:
+    """A message about an entry meets many of its phrasings; one whose nearest phrasings are spread
+    over several entries is borderline, however well its best phrasing fits."""
+    result = match_text(jsug_index, "請求書の送付先を経理部に変更したい")
+    assert result.query is not None and jsug_index.calibration is not None
+    sureness = [jsug_index.calibration.probabilities(
+        features(jsug_index, result.query, result.candidates, result.top_faq, result.unanswered_lead, share))[0]
+        for share in (0.1, 0.4, 0.7, 1.0)]
+    assert sureness == sorted(sureness) and sureness[0] < sureness[-1]
+
+
 def test_answer_explains_matched_terms_synonyms_and_candidate_scores(jsug_index: FaqIndex) -> None:
     result = match(jsug_index, "メルマガを止めたいです")
+    assert 0 < result.as_dict()["neighbours"] <= 1  # type: ignore[operator]
     assert ("メルマガ", "メールマガジン") in result.synonyms_applied
     assert "止める" in result.matched_terms
     top = result.candidates[0]
