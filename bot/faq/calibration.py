@@ -4,7 +4,8 @@ Raw similarities do not mean the same on every question: a long message that con
 question scores low, a short off-topic question that shares one FAQ word scores high. Two small
 logistic models, fitted on team-written question sets of more than one FAQ corpus, read a few
 corpus-independent signals of the best candidate (its score, its margin over the runner-up, how
-much of the question the FAQ covers, how much of it the corpus has never seen …) and give:
+much of the question the FAQ covers, how much of it the corpus has never seen, how much nearer it
+is to an unanswered question, how many of its nearest phrasings are the FAQ's …) and give:
 
 - ``answer``: the probability that the best candidate is the right answer;
 - ``relevant``: the probability that the question is in scope at all (a right answer in the top 3).

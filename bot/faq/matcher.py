@@ -310,6 +310,7 @@ def unanswered_lead(index: FaqIndex, text: str, scores: Scores, faq: int) -> flo
 
 
 NEIGHBOURS = 10
+"""How many of the nearest phrasings ``neighbour_share`` counts: fewer than any JSUG entry has."""
 
 
 def neighbour_share(index: FaqIndex, scores: Scores, faq: int) -> float:
