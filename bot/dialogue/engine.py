@@ -64,8 +64,8 @@ class EngineInputError(ValueError):
     """A channel called the engine wrongly (unknown channel, missing user reference)."""
 
 
-QUESTION_FORMS = ("?", "？", "ですか", "ますか", "でしょうか", "教えて", "ください", "下さい", "いくら", "どう", "どこ",
-                  "いつ", "何", "なぜ", "知りたい")
+QUESTION_FORMS = ("?", "？", "ですか", "ますか", "でしょうか", "教えて", "ください", "下さい", "いくら", "どこ", "いつ",
+                  "何", "なぜ", "知りたい", "どうすれ", "どうしたら", "どうやって", "どうなり", "どうなって")
 """What makes typed text a question even when the FAQ does not know it (「年会費はいくらですか」): at
 a step that waits for an address or a code it is then no mistyped address."""
 
