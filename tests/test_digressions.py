@@ -63,6 +63,16 @@ def test_a_question_the_faq_does_not_answer_is_offered_too_not_taken_for_a_misty
     assert say(demo_assistant, action="digress:resume")[-1].text == message("identity_intro")
 
 
+def test_a_question_at_the_code_step_is_offered_and_not_counted_as_a_wrong_code(demo_assistant: Assistant) -> None:
+    say(demo_assistant, action="start:newsletter_optout")
+    assert say(demo_assistant, "nobody-at-all@example.net")[0].text == message("identity_code_sent", minutes=10)
+
+    offer = say(demo_assistant, "コードが届かないのですがどうすればいいですか")
+
+    assert not any(r.text.startswith(message("identity_code_wrong", left=0)[:10]) for r in offer)
+    assert actions(offer) == ["digress:answer", "digress:resume"]
+
+
 @pytest.mark.parametrize("typed", ["tanaka@example", "tanaka at example.com", "たなか@example.com", "たなか たろう"])
 def test_a_mistyped_address_is_still_taken_as_an_address(demo_assistant: Assistant, typed: str) -> None:
     say(demo_assistant, action="start:newsletter_optout")
