@@ -389,7 +389,7 @@ def test_a_message_with_almost_no_word_of_the_faq_is_never_answered(jsug_index: 
 def test_a_third_unseen_set_holds_its_measured_levels(jsug_semantic_index: FaqIndex) -> None:
     """``fresh3_plain.jsonl`` (160) and ``fresh3_hard.jsonl`` (220, 60 of them near-misses and
     off-topic): written by a helper from the FAQ page and the entries' ids alone, after the
-    calibration's two new signals were chosen, and measured once. Regression guards at the
+    calibration's two new signals were chosen; only its totals were read. Regression guards at the
     measured levels; the hard set's wrong answers (3.6 %) and out-of-scope fallback (82 %) are far
     from issue 9's goals (see README "Quality")."""
     plain = _report(jsug_semantic_index, "fresh3_plain.jsonl")
