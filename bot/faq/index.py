@@ -98,9 +98,9 @@ class FieldSpace:
         norm = math.sqrt(float(values @ values) + unseen)
         return columns, (values / norm if norm else values)
 
-    def column_rows(self, column: int) -> np.ndarray:
-        """The rows that hold the term of ``column``."""
-        return self._rows[self._indptr[column] : self._indptr[column + 1]]
+    def postings(self) -> sparse.csr_matrix:
+        """Terms × rows: the weight of each term in each indexed document."""
+        return sparse.csr_matrix((self._data, self._rows, self._indptr), shape=(len(self._indptr) - 1, self._row_count))
 
     def similarities(self, value: str | tuple[str, ...]) -> np.ndarray:
         """Cosine similarity of the query to every indexed document, through the postings.
@@ -229,7 +229,7 @@ def build_index(
         entry_terms=presence["words"],
         corpus_words=frozenset(spaces["words"].terms[word_entries > 0]),
         word_entries=word_entries,
-        word_focus=_word_focus(spaces["words"], faq_of),
+        word_focus=_word_focus(spaces["words"], faq_of, len(corpus.entries)),
         off_topic_used=tuple(frozenset(normalizer.off_topic_terms(_entry_text(entry))) for entry in corpus.entries),
         calibration=calibration or None,
         polar_entries={kind: np.array([i for i, e in enumerate(corpus.entries) if e.polarity == kind], dtype=np.intp)
@@ -248,14 +248,12 @@ def _passages(corpus: Corpus) -> list[str]:
     return [f"{entry.question}\n{corpus.render_answer(entry)[0]}" for entry in corpus.entries]
 
 
-def _word_focus(space: FieldSpace, faq_of: np.ndarray) -> np.ndarray:
-    focus = np.zeros(len(space.terms), dtype=np.float64)
-    for column in range(len(space.terms)):
-        rows = space.column_rows(column)
-        owners = faq_of[rows[rows < len(faq_of)]]
-        if len(owners):
-            focus[column] = np.bincount(owners).max() / len(owners)
-    return focus
+def _word_focus(space: FieldSpace, faq_of: np.ndarray, entries: int) -> np.ndarray:
+    uses = (space.postings()[:, : len(faq_of)] > 0).astype(np.float32)
+    per_entry = (uses @ _membership(faq_of, entries).T).tocsr()
+    phrasings = np.asarray(per_entry.sum(axis=1), dtype=np.float64).ravel()
+    most = per_entry.max(axis=1).toarray().ravel().astype(np.float64)
+    return np.divide(most, phrasings, out=np.zeros_like(phrasings), where=phrasings > 0)
 
 
 def _analyse(texts: list[str], normalizer: Normalizer, analyzer: Analyzer, with_reading: bool) -> list[Document]:
