@@ -490,20 +490,21 @@ def match_text(index: FaqIndex, text: str, semantic: np.ndarray | None = None,
     _keep_polarity(index, query.normalized.text, scores.total)
     order = _top(scores.total, 10)
     candidates = _candidates(index, scores, order)
+    best = int(order[0])
     top = candidates[0]
     runner_up = candidates[1].score if len(candidates) > 1 else 0.0
-    lead = unanswered_lead(index, text, scores, int(order[0])) if heed_unanswered else NO_UNANSWERED_LEAD
-    neighbours = neighbour_share(index, scores, int(order[0]))
-    confidence, relevance = _probabilities(index, query, candidates, int(order[0]), semantic, lead, neighbours)
+    lead = unanswered_lead(index, text, scores, best) if heed_unanswered else NO_UNANSWERED_LEAD
+    neighbours = neighbour_share(index, scores, best)
+    confidence, relevance = _probabilities(index, query, candidates, best, semantic, lead, neighbours)
     threshold = s.answer_threshold if semantic is None else s.semantic_answer_threshold
-    off_topic = [t for t in query.normalized.off_topic if t not in index.off_topic_used[int(order[0])]]
+    off_topic = [t for t in query.normalized.off_topic if t not in index.off_topic_used[best]]
     unanswered = closest_unanswered(index, scores, lead)
     suggestions: list[str]
     if off_topic or unanswered:
         outcome, faq_id, suggestions = Outcome.FALLBACK, None, []
     elif (confidence >= threshold and top.score - runner_up >= s.answer_margin
-          and _clears_floor(index, text, scores, int(order[0])) and not _too_vague(index, query)
-          and not _asks_what_entry_lacks(index, query.normalized.text, int(order[0]))):
+          and _clears_floor(index, text, scores, best) and not _too_vague(index, query)
+          and not _asks_what_entry_lacks(index, query.normalized.text, best)):
         outcome, faq_id, suggestions = Outcome.ANSWER, top.faq_id, []
     elif relevance >= s.suggest_threshold or confidence >= threshold:
         outcome, faq_id = Outcome.SUGGEST, None
@@ -511,7 +512,7 @@ def match_text(index: FaqIndex, text: str, semantic: np.ndarray | None = None,
         suggestions = [c.faq_id for c in candidates[: s.max_suggestions] if c.score >= floor]
     else:
         outcome, faq_id, suggestions = Outcome.FALLBACK, None, []
-    matched = sorted(set(query.analysis.words) & index.entry_words(int(order[0])))
+    matched = sorted(set(query.analysis.words) & index.entry_words(best))
     return MatchResult(
         outcome=outcome,
         faq_id=faq_id,
@@ -526,7 +527,7 @@ def match_text(index: FaqIndex, text: str, semantic: np.ndarray | None = None,
         normalized=query.normalized.text,
         truncated=truncated,
         query=query,
-        top_faq=int(order[0]),
+        top_faq=best,
         unanswered_match=unanswered,
         unanswered_lead=lead,
         neighbours=neighbours,
