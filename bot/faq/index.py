@@ -1,6 +1,6 @@
 """The search index of a corpus: three TF-IDF views of every phrasing, built once at start-up.
 
-Views (each a scikit-learn ``TfidfVectorizer``):
+Views (each a TF-IDF of sublinear counts, ``bot.faq.tfidf``):
 - ``chars``: character 2–3-grams of the folded text — robust to typos and to words the analyser
   splits differently;
 - ``words``: Sudachi's normalised content words — robust to inflection and spelling variants;
@@ -25,12 +25,11 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 from scipy import sparse
-from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
-from sklearn.preprocessing import normalize
 
 from bot.faq.calibration import SEMANTIC_CALIBRATION_FILE, SEMANTIC_FEATURES, Calibration, load_calibration
 from bot.faq.corpus import POLARITIES, Corpus, FaqEntry, load_corpus
 from bot.faq.semantic import Encoder, SemanticView, build_semantic, load_encoder
+from bot.faq.tfidf import TermCounter, as_terms, char_ngrams, l2_rows, smooth_idf, sublinear_tfidf
 from bot.settings import MatcherSettings
 from bot.text.normalize import Normalized, Normalizer, ascii_words, clean
 from bot.text.tokens import Analysis, Analyzer
@@ -41,10 +40,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FIELDS = ("chars", "words", "reading")
-
-
-def _identity(tokens: Sequence[str]) -> Sequence[str]:
-    return tokens
 
 
 @dataclass(frozen=True)
@@ -65,16 +60,16 @@ class Document:
 class FieldSpace:
     """One TF-IDF view; vectorises queries with their unseen terms counted in the norm.
 
-    scikit-learn drops terms it has not seen, so '天気 パスワード' would look exactly like
+    A TF-IDF vectoriser drops terms it has not seen, so '天気 パスワード' would look exactly like
     'パスワード'. Here every unseen term weighs as much as the rarest known one, which pulls the
     similarity of off-topic text down instead of ignoring the off-topic part.
     """
 
-    def __init__(self, name: str, counter: CountVectorizer, idf: np.ndarray, rows: sparse.spmatrix) -> None:
+    def __init__(self, name: str, counter: TermCounter, idf: np.ndarray, rows: sparse.spmatrix) -> None:
         self.name = name
-        self.analyze: Callable[[object], list[str]] = counter.build_analyzer()
-        self.vocabulary: dict[str, int] = counter.vocabulary_
-        self.terms: np.ndarray = counter.get_feature_names_out()
+        self.analyze: Callable[[object], Sequence[str]] = counter.analyze
+        self.vocabulary: dict[str, int] = counter.vocabulary
+        self.terms: np.ndarray = counter.terms
         self.idf = idf
         self.unseen_idf = float(idf.max()) if len(idf) else 1.0
         inverted = sparse.csr_matrix(rows.T, dtype=np.float32)
@@ -285,22 +280,20 @@ def _field_space(
     counts = counter.fit_transform(values)
     groups = int(row_entry.max()) + 1
     presence = ((_membership(row_entry, groups) @ (counts > 0).astype(np.float32)) > 0).tocsr()[:entries]
-    transformer = TfidfTransformer(sublinear_tf=True).fit(presence)
+    idf = smooth_idf(presence)
     used = np.asarray(presence.sum(axis=0)).ravel() > 0
     if not used.all():
         # A word only the unanswered questions use weighs as a word the corpus has never seen.
-        transformer.idf_ = np.where(used, transformer.idf_, transformer.idf_[used].max())
-    weighted = transformer.transform(counts)
+        idf = np.where(used, idf, idf[used].max())
+    weighted = sublinear_tfidf(counts, idf)
     own = len(faq_of) + entries
-    centroids = normalize(_membership(faq_of, entries) @ weighted[: len(faq_of)])
-    space = FieldSpace(name, counter, transformer.idf_, sparse.vstack([weighted[:own], centroids, weighted[own:]]))
+    centroids = l2_rows(_membership(faq_of, entries) @ weighted[: len(faq_of)])
+    space = FieldSpace(name, counter, idf, sparse.vstack([weighted[:own], centroids, weighted[own:]]))
     return space, presence
 
 
-def _counter(name: str) -> CountVectorizer:
-    if name == "words":
-        return CountVectorizer(analyzer=_identity, dtype=np.float32)
-    return CountVectorizer(analyzer="char", ngram_range=(2, 3), lowercase=False, dtype=np.float32)
+def _counter(name: str) -> TermCounter:
+    return TermCounter(as_terms if name == "words" else char_ngrams)
 
 
 def open_index(settings: "Settings", source: Path | None = None, *, background: bool = False) -> FaqIndex:
