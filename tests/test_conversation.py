@@ -294,6 +294,19 @@ def test_a_vague_question_gets_suggestions_and_picking_one_shows_its_answer(chat
     assert (shown[0].faq_id, shown[0].question) == (picked["faq_id"], picked["question"])
 
 
+def test_a_message_asking_two_things_answers_one_and_offers_the_other(chat: Chat) -> None:
+    replies = chat.say("会社名が変わったので変更方法を知りたいのと、あと請求書を経理部に送ってほしいのですがどうすればいいですか")
+
+    assert replies.kinds[0] == "answer" and "suggestions" in replies.kinds
+    answered, offered = replies[0], replies[replies.kinds.index("suggestions")]
+    assert offered.text == message("also_intro")
+    assert {answered.faq_id, *(item["faq_id"] for item in offered.items)} == {"company-name-change", "billing-address"}
+
+    other = offered.items[0]
+    shown = chat.press(f"faq:{other['faq_id']}")
+    assert (shown[0].kind, shown[0].faq_id) == ("answer", other["faq_id"])
+
+
 def test_a_question_the_faq_does_not_answer_is_offered_to_the_secretariat_not_answered(chat: Chat) -> None:
     """「部会コミュニティへの参加申請が…」 would get how to take part; it is one of the questions the
     FAQ does not answer (unanswered.yaml), so the member is offered the secretariat."""

@@ -190,3 +190,17 @@ def test_eval_curve_answers_less_and_never_more_wrongly_as_the_threshold_rises(c
     assert answered == sorted(answered, reverse=True) and wrong == sorted(wrong, reverse=True)
     code, text, _ = run(capsys, "eval", str(tmp_path / "q.jsonl"), "--curve")
     assert "answer_threshold" in text
+
+
+def test_eval_counts_a_message_of_two_questions_offered_only_when_both_are_shown(capsys, tmp_path):
+    cases = [
+        {"query": "パスワードを忘れてしまったのと、メルマガも止めたいです", "expected": ["password-reset", "newsletter-dm-stop"]},
+        {"query": "パスワードを忘れました", "expected": ["password-reset", "withdrawal"]},
+        {"query": "メルマガを止めたい", "expected": ["newsletter-dm-stop"]},
+    ]
+    code, out, _ = run(capsys, "eval", str(write_cases(tmp_path / "q.jsonl", case_lines(cases))), "--json")
+    assert code == 0
+    report = json.loads(out)
+    first = report["results"][0]
+    assert {first["faq_id"], *first["also"]} == {"password-reset", "newsletter-dm-stop"}
+    assert report["metrics"]["several_expected_all_offered"] == 0.5

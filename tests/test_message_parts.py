@@ -1,13 +1,14 @@
 """Long messages and what a question asks: the sentence that asks is matched on its own, so background
 (a product named in passing, an apology, the situation) neither vetoes the answer nor drowns it; a
-question for a date or an amount the FAQ does not hold is never answered with a how-to entry."""
+message that asks two things gets one answered and the other offered with it; a question for a date
+or an amount the FAQ does not hold is never answered with a how-to entry."""
 
 from __future__ import annotations
 
 import pytest
 
 from bot.faq.index import FaqIndex
-from bot.faq.matcher import Outcome, match, question_parts
+from bot.faq.matcher import Outcome, match, question_parts, topic_parts
 
 RAMBLING = ("いつもお世話になっております。現在、弊社ではS/4HANA移行のプロジェクトが佳境で、毎日バタバタしております。"
             "そんな中で恐縮なのですが、JSUGNETのパスワードを忘れてしまいました。再設定の方法を教えていただけますか。")
@@ -75,3 +76,60 @@ def test_a_short_question_after_a_background_sentence_is_still_answered(jsug_ind
     result = match(jsug_index, message)
 
     assert (result.outcome, result.faq_id) == (Outcome.ANSWER, "newsletter-dm-stop")
+
+
+@pytest.mark.parametrize(("message", "parts"), [
+    ("メルマガを止めたいのと、登録住所を更新したいです。", ["メルマガを止めたいのと", "登録住所を更新したいです。"]),
+    ("パスワードを忘れたのと会社名を変更したい", ["パスワードを忘れたのと", "会社名を変更したい"]),
+    ("部会に参加したいし、案内も受け取りたいです", ["部会に参加したいし", "案内も受け取りたいです"]),
+    ("パスワード忘れた、あと請求書の送り先も変えたい", ["パスワード忘れた", "あと請求書の送り先も変えたい"]),
+    ("How do I reset my password, and where do I update my phone number?",
+     ["How do I reset my password", "where do I update my phone number?"]),
+])
+def test_two_questions_joined_in_one_sentence_are_told_apart(message: str, parts: list[str]) -> None:
+    assert topic_parts(message) == parts
+
+
+@pytest.mark.parametrize("message", [
+    "パスワードを忘れました",
+    "会社名が変わるのと同時に代表者も変わります",
+    "I forgot my password and cannot log in",
+    "タダ？🙏",
+])
+def test_a_message_of_one_clause_is_not_split(message: str) -> None:
+    assert topic_parts(message) == []
+
+
+def test_a_statement_is_not_taken_for_a_second_question() -> None:
+    assert topic_parts("会社は会員です。イベントに出るにはどうすればいいですか") == ["イベントに出るにはどうすればいいですか"]
+    assert topic_parts("メルマガは止めたいけど、部会の案内は受け取りたい") == ["メルマガは止めたいけど", "部会の案内は受け取りたい"]
+    assert topic_parts("ログインしようとしたけど、パスワードを忘れていて困っています") == []
+
+
+@pytest.mark.parametrize(("message", "topics"), [
+    ("パスワードを忘れてしまったのと、メルマガも止めたいです", {"password-reset", "newsletter-dm-stop"}),
+    ("賛助会員の特典を教えてください。あと協賛金に消費税はかかりますか？", {"supporter-benefits", "consumption-tax"}),
+    ("How can I change the company name, and how do I stop the newsletter?", {"company-name-change", "newsletter-dm-stop"}),
+])
+def test_a_message_asking_two_things_is_answered_with_the_other_entry_offered(
+        jsug_index: FaqIndex, message: str, topics: set[str]) -> None:
+    result = match(jsug_index, message)
+
+    assert result.outcome is Outcome.ANSWER
+    assert {result.faq_id, *result.also} == topics
+    assert result.slow_path and "also" in result.as_dict()
+
+
+def test_a_statement_beside_the_question_is_not_offered_as_a_second_question(jsug_index: FaqIndex) -> None:
+    """「会社は会員です」 matched alone is sure of the member list; it tells, it does not ask."""
+    result = match(jsug_index, "イベントに参加するための個人の登録はどうすればいいですか。会社は会員です。")
+
+    assert (result.outcome, result.faq_id, result.also) == (Outcome.ANSWER, "jsugnet-registration", [])
+
+
+def test_a_message_asking_one_thing_stays_on_the_fast_path(jsug_index: FaqIndex) -> None:
+    result = match(jsug_index, "パスワードを忘れたので再設定の方法を教えてください")
+
+    assert (result.outcome, result.faq_id, result.also, result.slow_path) == (
+        Outcome.ANSWER, "password-reset", [], False)
+

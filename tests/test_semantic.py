@@ -404,3 +404,10 @@ def test_a_third_unseen_set_holds_its_measured_levels(jsug_semantic_index: FaqIn
     assert hard["wrong_answer_rate"] <= 0.04
     assert hard["out_of_scope_fallback"] >= 0.80
     assert hard["in_scope_bare_fallback"] <= 0.08
+
+
+def test_a_sentence_is_not_answered_when_it_and_the_whole_message_are_unanswered_questions(jsug_semantic_index: FaqIndex) -> None:
+    """Both the message and its first sentence are nearest to an unanswered question (the
+    conferences online); the first sentence alone, without the recording, must not be answered
+    with the entry on taking part in 部会, which says nothing of either."""
+    assert match(jsug_semantic_index, "部会にオンラインで参加できますか？録画の配信はありますか").outcome is not Outcome.ANSWER

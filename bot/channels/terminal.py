@@ -71,7 +71,7 @@ def render_replies(replies: list[Reply]) -> tuple[str, list[str]]:
                 lines.append(message("links_heading"))
                 lines += [f"  {link['label']}: {link['url']}" for link in reply.links]
         elif reply.kind == "suggestions":
-            lines.append(message("suggest_intro"))
+            lines.append(reply.text + message("choose_by_number"))
             for item in reply.items:
                 choices.append(f"faq:{item['faq_id']}")
                 lines.append(message("suggest_item", number=len(choices), question=item["question"]))

@@ -285,7 +285,8 @@ class Engine:
             return self._start(ctx, intent.handler, {}, replies)
         note = [_text("english_note")] if is_english(said) else []
         if result.outcome is Outcome.ANSWER and result.faq_id:
-            return {}, replies + self._answer(result.faq_id) + note
+            also = [self._suggestions(result.also, "also_intro")] if result.also else []
+            return {}, replies + self._answer(result.faq_id) + also + note
         if result.outcome is Outcome.SUGGEST:  # a guess, so the way to a person stays one tap away
             return {"last_question": said}, replies + [self._suggestions(result.suggestions),
                                                        _to_secretariat("suggestions_none_fit")] + note
@@ -427,13 +428,13 @@ class Engine:
             replies.append(buttons(message("action_offer"), (label, f"{START}{entry.action}")))
         return replies
 
-    def _suggestions(self, faq_ids: list[str]) -> Reply:
+    def _suggestions(self, faq_ids: list[str], intro: str = "suggestions_intro") -> Reply:
         items = []
         for faq_id in faq_ids:
             entry = self.faq.corpus.get(faq_id)
             if entry is not None:
                 items.append({"faq_id": entry.id, "question": entry.question})
-        return Reply("suggestions", text=message("suggestions_intro"), items=items)
+        return Reply("suggestions", text=message(intro), items=items)
 
     def _feedback(self, ctx: FlowContext, value: str) -> list[Reply]:
         """``feedback:<faq_id>:up|down``, sent by a channel's 👍/👎 under an answer."""

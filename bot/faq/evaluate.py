@@ -83,12 +83,12 @@ def _only(cases: list[EvalCase], outcomes: list[MatchResult], category: str) -> 
 def _result(case: EvalCase, result: MatchResult) -> dict[str, object]:
     return {"query": case.query, "expected": list(case.expected), "category": case.category,
             "outcome": result.outcome.value, "faq_id": result.faq_id, "score": round(result.score, 4),
-            "suggestions": result.suggestions, "ranked": result.ranked[:10]}
+            "suggestions": result.suggestions, "also": result.also, "ranked": result.ranked[:10]}
 
 
 def _metrics(cases: list[EvalCase], outcomes: list[MatchResult]) -> dict[str, object]:
     in_scope = correct = wrong_in = wrong_out = oos = oos_fallback = top1 = top3 = suggested = 0
-    bare = bare_top3 = 0
+    bare = bare_top3 = several = several_covered = 0
     reciprocal = 0.0
     for case, result in zip(cases, outcomes, strict=True):
         ranked = result.ranked[:10]
@@ -104,6 +104,8 @@ def _metrics(cases: list[EvalCase], outcomes: list[MatchResult]) -> dict[str, ob
             bare += result.outcome is Outcome.FALLBACK
             bare_top3 += result.outcome is Outcome.FALLBACK and in_top3
             reciprocal += _reciprocal_rank(ranked, case.expected)
+            several += len(case.expected) > 1
+            several_covered += len(case.expected) > 1 and set(case.expected) <= _offered(result)
         else:
             oos += 1
             wrong_out += answered
@@ -127,7 +129,13 @@ def _metrics(cases: list[EvalCase], outcomes: list[MatchResult]) -> dict[str, ob
         "top1_accuracy": _share(top1, in_scope),
         "top3_recall": _share(top3, in_scope),
         "mrr": round(reciprocal / in_scope, 4) if in_scope else None,
+        "several_expected_all_offered": _share(several_covered, several),
     }
+
+
+def _offered(result: MatchResult) -> set[str]:
+    """The entries a member is shown: the answer and what follows it, or the suggestions."""
+    return {faq_id for faq_id in (result.faq_id, *result.also, *result.suggestions) if faq_id}
 
 
 CURVE_THRESHOLDS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.99)

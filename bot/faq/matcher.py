@@ -71,6 +71,9 @@ class MatchResult:
     nearest phrasing, by the lexical views (a calibration signal; above ``unanswered_margin``, a veto)."""
     neighbours: float = 0.0
     """The share of the 10 phrasings nearest to the message that belong to the best FAQ (a calibration signal)."""
+    also: list[str] = field(default_factory=list)
+    """With an answer: the other entries a message of several questions asks about, each answered
+    on its own in a sentence or clause of it (``topic_parts``); offered after the answer."""
 
     @property
     def ranked(self) -> list[str]:
@@ -93,6 +96,7 @@ class MatchResult:
             "unanswered_match": self.unanswered_match,
             "unanswered_lead": round(self.unanswered_lead, 4),
             "neighbours": self.neighbours,
+            "also": self.also,
             "truncated": self.truncated,
             "candidates": [c.as_dict() for c in self.candidates],
         }
@@ -390,6 +394,45 @@ def question_parts(text: str) -> list[str]:
     return [sentence for sentence in sentences if any(mark in sentence for mark in _QUESTION_MARKS)]
 
 
+_TOPIC_JOINS = re.compile(
+    r"(?<=[たいっ]のと)、?(?![同一比違])"
+    r"|(?<=たいし)、|(?<=けど)、|(?<=けれど)、"
+    r"|[、\s](?=(?:あと|それと|それから|ついでに|あわせて|併せて|合わせて|加えて|それに|さらに)[、,\s]?)"
+    r"|(?<=[a-z]),?\s+and\s+(?=(?:also|how|where|what|when|can|could|should|do|does|is|are|i|i'd)\b)",
+    re.IGNORECASE)
+"""Where one sentence joins two questions: 「パスワードを忘れたのと、住所を変えたい」, 「参加したいし、
+案内も受け取りたい」, 「…忘れた、あと請求書の送り先も…」, "reset my password, and where do I update
+my phone number". 「変わるのと同時に」 joins nothing."""
+_ENGLISH_QUESTION = re.compile(r"(?:how|where|what|when|can|could|should|do|does|is|are|i)\b", re.IGNORECASE)
+TOPIC_MIN_CHARS = 6
+"""A shorter clause (「タダ？」) says too little to be matched on its own."""
+
+
+def topic_parts(text: str) -> list[str]:
+    """The sentences and joined clauses of a message that ask something, when it holds two or more
+    (else empty). Each is matched on its own, so that one clear question is not drowned by the
+    other. A clause listed before a join (「パスワードを忘れたのと、」, 「…忘れた、あと…」) asks by
+    its place; a statement (「会社は会員です」, 「企業代表者も私です」) is left out: matched alone it
+    is sure of an entry the member did not ask about."""
+    asking: list[str] = []
+    clauses = 0
+    for sentence in _SENTENCE_END.split(text):
+        pieces = _TOPIC_JOINS.split(sentence)
+        for number, piece in enumerate(pieces):
+            clause = piece.strip(" 、,")
+            if len(clause) < TOPIC_MIN_CHARS:
+                continue
+            clauses += 1
+            listed = number < len(pieces) - 1 and not clause.endswith(("けど", "けれど"))
+            if listed or _asks(clause):
+                asking.append(clause)
+    return asking if clauses >= 2 else []
+
+
+def _asks(clause: str) -> bool:
+    return any(mark in clause for mark in _QUESTION_MARKS) or bool(_ENGLISH_QUESTION.match(clause))
+
+
 SHORT_QUESTION_CHARS = 16
 """A question sentence shorter than this (「再設定はどこでできますか？」) may take its subject from
 the sentence before it."""
@@ -419,22 +462,49 @@ def _product_is_the_subject(index: FaqIndex, text: str, whole: MatchResult, part
 
 def match(index: FaqIndex, text: str) -> MatchResult:
     """Rank the FAQ for ``text`` and decide. When the lexical views are not sure of an answer (the
-    slow path), the message is matched again with the semantic view added, and a long message by
-    its question sentences too (``question_parts``); the most decisive result wins (an answer over
-    a suggestion over a fallback, then the higher confidence)."""
+    slow path), the message is matched again with the semantic view added, and by its question
+    sentences and clauses too (``question_parts``, ``topic_parts``); an answer to the whole message
+    stands, else the most decisive result wins (an answer over a suggestion over a fallback, then
+    the higher confidence). A message sure of its answer that asks two things is a slow path too:
+    its asking clauses are matched on their own, and the entries they are sure of, other than the
+    answer, come with it (``also``)."""
     whole = match_text(index, text)
+    topics = topic_parts(text)
     if whole.outcome is Outcome.ANSWER:
-        return whole  # the fast path: sure of the whole message, no sentence is matched on its own
+        if not topics:
+            return whole  # the fast path: sure of the whole message, which asks one thing
+        return replace(whole, also=_also(whole, [match_text(index, part) for part in topics]), slow_path=True)
     results = [_with_semantic(index, text, whole)]
-    for part in question_parts(text):
-        result = _with_semantic(index, part, match_text(index, part))
-        if not _product_is_the_subject(index, text, whole, part, result):
+    for part in dict.fromkeys([*question_parts(text), *topics]):
+        lexical = match_text(index, part)
+        result = _with_semantic(index, part, lexical)
+        if not (_product_is_the_subject(index, text, whole, part, result)
+                or _unanswered_both_ways(results[0], lexical, result)):
             results.append(result)
     slow = index.semantic is not None or len(results) > 1
-    best = max(results, key=lambda r: (_RANK[r.outcome], r.score))
+    best = results[0] if results[0].outcome is Outcome.ANSWER else max(results, key=lambda r: (_RANK[r.outcome], r.score))
+    also = _also(best, results[1:])
     if best is not results[0]:
-        return replace(best, question_part=best.normalized, truncated=whole.truncated, slow_path=slow)
-    return replace(results[0], slow_path=slow)
+        return replace(best, question_part=best.normalized, truncated=whole.truncated, slow_path=slow, also=also)
+    return replace(results[0], slow_path=slow, also=also)
+
+
+def _unanswered_both_ways(whole: MatchResult, lexical: MatchResult, part: MatchResult) -> bool:
+    """Whether a part is answered only because the model overruled its unanswered question, when
+    the whole message is an unanswered question too: 「部会にオンラインで参加できますか？録画の
+    配信はありますか」 and its first sentence are both nearest to 「カンファレンスってオンラインでも
+    見られる？」; the model, reading the sentence without the recording, would take it for the entry
+    on taking part, which does not say."""
+    return (whole.unanswered_match is not None and lexical.unanswered_match is not None
+            and part.outcome is Outcome.ANSWER)
+
+
+def _also(answer: MatchResult, parts: list[MatchResult]) -> list[str]:
+    """The other entries that parts of an answered message are answered with, in order."""
+    if answer.outcome is not Outcome.ANSWER:
+        return []
+    others = [r.faq_id for r in parts if r.outcome is Outcome.ANSWER and r.faq_id and r.faq_id != answer.faq_id]
+    return list(dict.fromkeys(others))
 
 
 SEMANTIC_MAX_CHARS = 400
