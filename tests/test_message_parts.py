@@ -104,6 +104,8 @@ def test_a_statement_is_not_taken_for_a_second_question() -> None:
     assert topic_parts("会社は会員です。イベントに出るにはどうすればいいですか") == ["イベントに出るにはどうすればいいですか"]
     assert topic_parts("メルマガは止めたいけど、部会の案内は受け取りたい") == ["メルマガは止めたいけど", "部会の案内は受け取りたい"]
     assert topic_parts("ログインしようとしたけど、パスワードを忘れていて困っています") == []
+    assert topic_parts("Is it normal to get two reset emails? I'm also our company representative.") == [
+        "Is it normal to get two reset emails?"]
 
 
 @pytest.mark.parametrize(("message", "topics"), [

@@ -403,7 +403,10 @@ _TOPIC_JOINS = re.compile(
 """Where one sentence joins two questions: 「パスワードを忘れたのと、住所を変えたい」, 「参加したいし、
 案内も受け取りたい」, 「…忘れた、あと請求書の送り先も…」, "reset my password, and where do I update
 my phone number". 「変わるのと同時に」 joins nothing."""
-_ENGLISH_QUESTION = re.compile(r"(?:how|where|what|when|can|could|should|do|does|is|are|i)\b", re.IGNORECASE)
+_ENGLISH_QUESTION = re.compile(
+    r"(?:how|where|what|when|which|can|could|would|should|may|do|does|is|are|please"
+    r"|i\s+(?:want|need|would\s+like)|i'd\s+like)\b", re.IGNORECASE)
+"""An English clause that asks; 「I'm also our company representative」 only tells."""
 TOPIC_MIN_CHARS = 6
 """A shorter clause (「タダ？」) says too little to be matched on its own."""
 
