@@ -400,10 +400,32 @@ def test_a_third_unseen_set_holds_its_measured_levels(jsug_semantic_index: FaqIn
     assert plain["in_scope_bare_fallback"] <= 0.07
     hard = _report(jsug_semantic_index, "fresh3_hard.jsonl")
     assert hard["top1_accuracy"] >= 0.97
-    assert hard["in_scope_answered_correctly"] >= 0.77
+    assert hard["in_scope_answered_correctly"] >= 0.82  # 0.77 before two-topic messages were split
+    assert hard["several_expected_all_offered"] >= 0.7
     assert hard["wrong_answer_rate"] <= 0.04
     assert hard["out_of_scope_fallback"] >= 0.80
     assert hard["in_scope_bare_fallback"] <= 0.08
+
+
+def test_a_fourth_unseen_set_holds_its_measured_levels(jsug_semantic_index: FaqIndex) -> None:
+    """``fresh4_plain.jsonl`` (170) and ``fresh4_hard.jsonl`` (220, 60 of them near-misses and
+    off-topic): written by a helper from the FAQ page and the entries' ids alone, after two-topic
+    messages were split; only its totals and per-category totals were read. Regression guards at
+    the measured levels; the hard set's wrong answers (2.7 %, all near-misses) and out-of-scope
+    fallback (88 %) are short of issue 9's goals (see README "Quality")."""
+    plain = _report(jsug_semantic_index, "fresh4_plain.jsonl")
+    assert plain["top1_accuracy"] >= 0.95
+    assert plain["in_scope_answered_correctly"] >= 0.87
+    assert plain["wrong_answer_rate"] <= WRONG_ANSWER_TARGET
+    assert plain["out_of_scope_fallback"] >= 0.95
+    assert plain["in_scope_bare_fallback"] <= 0.05
+    hard = _report(jsug_semantic_index, "fresh4_hard.jsonl")
+    assert hard["top1_accuracy"] >= 0.97
+    assert hard["in_scope_answered_correctly"] >= 0.87
+    assert hard["wrong_answer_rate"] <= 0.03
+    assert hard["out_of_scope_fallback"] >= 0.87
+    assert hard["in_scope_bare_fallback"] <= 0.06
+    assert hard["several_expected_all_offered"] >= 0.65
 
 
 def test_a_sentence_is_not_answered_when_it_and_the_whole_message_are_unanswered_questions(jsug_semantic_index: FaqIndex) -> None:
