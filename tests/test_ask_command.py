@@ -12,6 +12,7 @@ import pytest
 
 from bot.cli import main
 from bot.faq.corpus import load_corpus
+from bot.messages import message
 
 REPO = Path(__file__).resolve().parent.parent
 FAQ_DATA = REPO / "faq_data"
@@ -145,6 +146,14 @@ def test_ask_prints_the_official_question_and_link_urls_of_an_answer(capsys, cor
     assert "https://www.jsug.org/password-reset" in out
     assert "](password-reset)" not in out  # markup rendered, not shown
     assert answer.splitlines()[0] in out
+
+
+def test_ask_prints_the_other_question_of_a_two_topic_message_after_the_answer(capsys, corpus):
+    out = ask_text(capsys, "パスワードを忘れてしまったのと、メルマガも止めたいです")
+    assert corpus.get("password-reset").question in out
+    follow_up = out.index(message("also_intro"))
+    assert corpus.get("newsletter-dm-stop").question in out[follow_up:]
+    assert ask_json(capsys, "パスワードを忘れてしまったのと、メルマガも止めたいです")["also"] == ["newsletter-dm-stop"]
 
 
 def test_ask_prints_the_secretariat_url_on_fallback(capsys, corpus):

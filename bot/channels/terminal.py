@@ -43,6 +43,9 @@ def render_result(index: FaqIndex, result: MatchResult) -> str:
     lines = [message("truncated_question", limit=index.settings.max_query_chars)] if result.truncated else []
     if result.outcome is Outcome.ANSWER and result.faq_id:
         lines.append(render_answer(index, result.faq_id))
+        if result.also:
+            lines.append(message("also_intro"))
+            lines += [f"  {entry.question}" for entry in map(index.corpus.get, result.also) if entry]
     elif result.outcome is Outcome.SUGGEST:
         lines.append(message("suggest_intro"))
         for number, faq_id in enumerate(result.suggestions, start=1):
