@@ -5,6 +5,8 @@ or an amount the FAQ does not hold is never answered with a how-to entry."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from bot.faq.index import FaqIndex
@@ -135,3 +137,15 @@ def test_a_message_asking_one_thing_stays_on_the_fast_path(jsug_index: FaqIndex)
     assert (result.outcome, result.faq_id, result.also, result.slow_path) == (
         Outcome.ANSWER, "password-reset", [], False)
 
+
+
+def test_a_huge_message_of_questions_is_matched_for_its_first_few_only(jsug_index: FaqIndex) -> None:
+    """100 KB of questions is decided as quickly as a long message: only what is read of it
+    (``max_query_chars``) is split, and only its first few questions are matched on their own."""
+    message = "".join(f"パスワードを忘れたのと、部会{n}の案内も受け取りたいです。" for n in range(3000))
+
+    started = time.perf_counter()
+    result = match(jsug_index, message)
+
+    assert time.perf_counter() - started < 1.0
+    assert result.outcome is Outcome.ANSWER and len(result.also) <= 5

@@ -463,6 +463,12 @@ def _product_is_the_subject(index: FaqIndex, text: str, whole: MatchResult, part
                for word in index.document(before).analysis.words if word in vocabulary)
 
 
+MAX_PARTS = 6
+"""A message is matched part by part for its first few questions only, within the part of it that
+is read at all (``max_query_chars``): each part costs a match, on the slow path the model too, and
+a message of a thousand questions must not take seconds."""
+
+
 def match(index: FaqIndex, text: str) -> MatchResult:
     """Rank the FAQ for ``text`` and decide. When the lexical views are not sure of an answer (the
     slow path), the message is matched again with the semantic view added, and by its question
@@ -472,13 +478,14 @@ def match(index: FaqIndex, text: str) -> MatchResult:
     its asking clauses are matched on their own, and the entries they are sure of, other than the
     answer, come with it (``also``)."""
     whole = match_text(index, text)
-    topics = topic_parts(text)
+    read = text[: index.settings.max_query_chars]
+    topics = topic_parts(read)[:MAX_PARTS]
     if whole.outcome is Outcome.ANSWER:
         if not topics:
             return whole  # the fast path: sure of the whole message, which asks one thing
         return replace(whole, also=_also(whole, [match_text(index, part) for part in topics]), slow_path=True)
     results = [_with_semantic(index, text, whole)]
-    for part in dict.fromkeys([*question_parts(text), *topics]):
+    for part in list(dict.fromkeys([*question_parts(read), *topics]))[:MAX_PARTS]:
         lexical = match_text(index, part)
         result = _with_semantic(index, part, lexical)
         if not (_product_is_the_subject(index, text, whole, part, result)
