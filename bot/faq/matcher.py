@@ -394,6 +394,10 @@ def question_parts(text: str) -> list[str]:
     return [sentence for sentence in sentences if any(mark in sentence for mark in _QUESTION_MARKS)]
 
 
+_ENGLISH_QUESTION = re.compile(
+    r"(?:how|where|what|when|which|can|could|would|should|may|do|does|is|are|please"
+    r"|i\s+(?:want|need|would\s+like)|i'd\s+like)\b", re.IGNORECASE)
+"""An English clause that asks; 「I'm also our company representative」 only tells."""
 _TOPIC_JOINS = re.compile(
     r"(?<=[たいっ]のと)、?(?![同一比違])"
     r"|(?<=たいし)、|(?<=けど)、|(?<=けれど)、"
@@ -403,10 +407,6 @@ _TOPIC_JOINS = re.compile(
 """Where one sentence joins two questions: 「パスワードを忘れたのと、住所を変えたい」, 「参加したいし、
 案内も受け取りたい」, 「…忘れた、あと請求書の送り先も…」, "reset my password, and where do I update
 my phone number". 「変わるのと同時に」 joins nothing."""
-_ENGLISH_QUESTION = re.compile(
-    r"(?:how|where|what|when|which|can|could|would|should|may|do|does|is|are|please"
-    r"|i\s+(?:want|need|would\s+like)|i'd\s+like)\b", re.IGNORECASE)
-"""An English clause that asks; 「I'm also our company representative」 only tells."""
 TOPIC_MIN_CHARS = 6
 """A shorter clause (「タダ？」) says too little to be matched on its own."""
 
@@ -474,9 +474,9 @@ def match(index: FaqIndex, text: str) -> MatchResult:
     slow path), the message is matched again with the semantic view added, and by its question
     sentences and clauses too (``question_parts``, ``topic_parts``); an answer to the whole message
     stands, else the most decisive result wins (an answer over a suggestion over a fallback, then
-    the higher confidence). A message sure of its answer that asks two things is a slow path too:
-    its asking clauses are matched on their own, and the entries they are sure of, other than the
-    answer, come with it (``also``)."""
+    the higher confidence). A message sure of its answer whose sentences or clauses ask something
+    is a slow path too: those are matched on their own, and the entries they are sure of, other
+    than the answer, come with it (``also``)."""
     whole = match_text(index, text)
     read = text[: index.settings.max_query_chars]
     topics = topic_parts(read)[:MAX_PARTS]
@@ -492,7 +492,9 @@ def match(index: FaqIndex, text: str) -> MatchResult:
                 or _unanswered_both_ways(results[0], lexical, result)):
             results.append(result)
     slow = index.semantic is not None or len(results) > 1
-    best = results[0] if results[0].outcome is Outcome.ANSWER else max(results, key=lambda r: (_RANK[r.outcome], r.score))
+    best = results[0]
+    if best.outcome is not Outcome.ANSWER:
+        best = max(results, key=lambda r: (_RANK[r.outcome], r.score))
     also = _also(best, results[1:])
     if best is not results[0]:
         return replace(best, question_part=best.normalized, truncated=whole.truncated, slow_path=slow, also=also)
