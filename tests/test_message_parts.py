@@ -138,7 +138,6 @@ def test_a_message_asking_one_thing_stays_on_the_fast_path(jsug_index: FaqIndex)
         Outcome.ANSWER, "password-reset", [], False)
 
 
-
 def test_a_huge_message_of_questions_is_matched_for_its_first_few_only(jsug_index: FaqIndex) -> None:
     """100 KB of questions is decided as quickly as a long message: only what is read of it
     (``max_query_chars``) is split, and only its first few questions are matched on their own."""
