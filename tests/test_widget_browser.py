@@ -108,6 +108,20 @@ def test_a_vague_question_offers_suggestions_and_one_click_shows_that_answer(ope
         expect(button).to_be_disabled()
 
 
+def test_a_message_of_two_questions_shows_one_answer_and_a_button_for_the_other(open_chat, jsug_index):
+    password, newsletter = (jsug_index.corpus.get(faq_id) for faq_id in ("password-reset", "newsletter-dm-stop"))
+    chat = open_chat().open()
+    answer = chat.ask("パスワードを忘れてしまったのと、メルマガも止めたいです")
+
+    expect(answer).to_contain_text(password.question)
+    follow_up = chat.replies.filter(has_text="もう一つのご質問については").last
+    expect(follow_up.get_by_role("button", name=newsletter.question)).to_be_visible()
+    chat.screenshot("two-questions")
+
+    second = chat.press(newsletter.question)
+    expect(second).to_contain_text(newsletter.question)
+
+
 def test_thumbs_up_under_an_answer_thanks_the_member_and_stores_the_feedback(open_chat, site):
     chat = open_chat().open()
     answer = chat.ask(PASSWORD_QUESTION)
