@@ -83,6 +83,16 @@ def test_a_suggestion_click_shows_that_answer_and_the_suggestions_cannot_be_pres
     assert "✓" in block_text(update)
 
 
+def test_a_message_of_two_questions_is_answered_with_a_button_for_the_other(slack: SlackHarness) -> None:
+    slack.fake.add_user(MEMBER)
+    reply = slack.converse(MEMBER, "パスワードを忘れてしまったのと、メルマガも止めたいです")
+    values = button_values(reply)
+    assert any(v.startswith("feedback:password-reset:") for v in values)
+    assert "もう一つのご質問については" in block_text(reply) and "faq:newsletter-dm-stop" in values
+    answer = slack.press(MEMBER, reply, "faq:newsletter-dm-stop")
+    assert any(v.startswith("feedback:newsletter-dm-stop:") for v in button_values(answer))
+
+
 def test_a_button_in_the_slash_commands_private_answer_replaces_that_answer(slack: SlackHarness) -> None:
     slack.fake.add_user(MEMBER)
     _, name = slack.command(MEMBER, "変更したい")
