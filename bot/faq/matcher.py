@@ -419,7 +419,7 @@ def topic_parts(text: str) -> list[str]:
     is sure of an entry the member did not ask about."""
     asking: list[str] = []
     clauses = 0
-    for sentence in _SENTENCE_END.split(text):
+    for sentence in _sentences(text):
         pieces = _TOPIC_JOINS.split(sentence)
         for number, piece in enumerate(pieces):
             clause = piece.strip(" 、,")
